@@ -1,0 +1,518 @@
+"""Dataset loaders. Each returns an `ImageSet`; decoding happens once and is cached on disk.
+
+Loaders: `tiny-imagenet` (official layout, zip or folder, any number of classes), `cifar100`
+(official python pickles; torchvision downloads them when online), `mini-imagenet`
+(`<wnid>/*.JPEG` folders, 84 px), `imagefolder` (`root/<class>/*`), `synthetic` (procedural).
+
+Decoded tensors are cached as `<name>-<checksum>-<px>px.pt` beside the data when that folder is
+writable, else under the user cache directory, so a second load costs one `torch.load`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tasks.errors import DataError
+from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+CACHE_VERSION = 1
+
+
+def default_data_dir() -> Path:
+    """--data-dir, else BENCH_DATA_DIR, else the user cache directory (the CLI passes --data-dir first)."""
+    env = os.environ.get("BENCH_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    return user_cache_dir() / "data"
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("BENCH_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    path = Path(base).expanduser()
+    return path if os.environ.get("BENCH_CACHE_DIR") else path / "learngene-bench"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    native_size: int | None
+    loader: Callable[..., ImageSet]
+    finder: Callable[[Path], Path | None] | None = None
+
+
+# --------------------------------------------------------------------------- caching and decoding
+
+
+def checksum(path: Path) -> str:
+    """sha1 of a file, or of a folder's listing (relative path, size, mtime) - cheap and change-sensitive."""
+    h = hashlib.sha1()
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    else:
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _cache_file(source: Path, name: str, size: int | None, cache_dir: Path | None) -> Path:
+    key = f"{name}-{checksum(source)}-{size or 'native'}px-v{CACHE_VERSION}.pt"
+    if cache_dir is not None:
+        return Path(cache_dir) / key
+    beside = source.parent / ".bench-cache"
+    try:
+        beside.mkdir(exist_ok=True)
+        probe = beside / ".write-probe"
+        probe.touch()
+        probe.unlink()
+        return beside / key
+    except OSError:
+        return user_cache_dir() / "decoded" / key
+
+
+def cached(source: Path, name: str, size: int | None, cache_dir: Path | None,
+           build: Callable[[], ImageSet]) -> ImageSet:
+    """Load the decoded ImageSet from the cache, or build it and write the cache atomically."""
+    path = _cache_file(source, name, size, cache_dir)
+    if path.exists():
+        try:
+            blob = torch.load(path, weights_only=True)
+            return ImageSet(name=blob["name"], images=blob["images"], labels=blob["labels"],
+                            class_names=list(blob["class_names"]), pool=blob["pool"],
+                            source=str(source), extra=dict(blob.get("extra", {})))
+        except Exception:  # a truncated cache file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    data = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"name": data.name, "images": data.images, "labels": data.labels,
+                "class_names": data.class_names, "pool": data.pool, "extra": data.extra}, tmp)
+    os.replace(tmp, path)
+    return data
+
+
+def decode_images(blobs: list[bytes], size: int | None, desc: str) -> torch.Tensor:
+    """Decode encoded images (JPEG/PNG/...) to uint8 [N,3,S,S], resizing to `size` (antialiased)."""
+    from PIL import Image
+
+    out: list[torch.Tensor] = []
+    for raw in tqdm(blobs, desc=desc, unit="img", mininterval=1.0, disable=len(blobs) < 2000):
+        with Image.open(io.BytesIO(raw)) as im:
+            arr = np.asarray(im.convert("RGB"))
+        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+    return resize_batch(out, size)
+
+
+def resize_batch(images: list[torch.Tensor] | torch.Tensor, size: int | None) -> torch.Tensor:
+    """Stack CHW uint8 images, centre-cropping to square and resizing to `size` in chunks."""
+    if isinstance(images, torch.Tensor) and (size is None or images.shape[-1] == size) and images.shape[-1] == images.shape[-2]:
+        return images.contiguous()
+    results = []
+    for img in images:
+        h, w = img.shape[-2:]
+        if h != w:
+            s = min(h, w)
+            top, left = (h - s) // 2, (w - s) // 2
+            img = img[..., top:top + s, left:left + s]
+        if size is not None and img.shape[-1] != size:
+            img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear",
+                                antialias=True, align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+        results.append(img)
+    if not results:
+        raise DataError("no images were found in the dataset; check the folder layout")
+    return torch.stack(results).contiguous()
+
+
+def resize_tensor(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a stacked uint8 batch in chunks (fast path when all images share a size)."""
+    if images.shape[-1] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        out.append(F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True,
+                                 align_corners=False).round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- tiny-imagenet
+
+
+class _Archive:
+    """Uniform read access to a zip file or a folder, with paths relative to the dataset root."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zip: zipfile.ZipFile | None = None
+        self.prefix = ""
+        if path.is_file():
+            try:
+                self.zip = zipfile.ZipFile(path)
+                bad = self.zip.testzip() if path.stat().st_size < 50_000_000 else None
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DataError(f"{path} is not a readable zip archive ({exc}); re-download it or pass another --data-dir") from exc
+            if bad is not None:
+                raise DataError(f"{path} is corrupt (bad CRC in {bad}); re-download it")
+            names = self.zip.namelist()
+            wn = [n for n in names if n.endswith("wnids.txt")]
+            if not wn:
+                raise DataError(f"{path} has no wnids.txt: it is not in the Tiny-ImageNet layout")
+            self.prefix = wn[0][: -len("wnids.txt")]
+            self.names = set(names)
+        elif not (path / "wnids.txt").exists():
+            raise DataError(f"{path} has no wnids.txt: it is not in the Tiny-ImageNet layout")
+
+    def read(self, rel: str) -> bytes:
+        try:
+            if self.zip is not None:
+                return self.zip.read(self.prefix + rel)
+            return (self.path / rel).read_bytes()
+        except (KeyError, FileNotFoundError) as exc:
+            raise DataError(f"{self.path}: missing {rel}; the archive is incomplete, re-download it") from exc
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DataError(f"{self.path}: cannot read {rel} ({exc}); the archive is truncated or corrupt") from exc
+
+    def list(self, rel_dir: str) -> list[str]:
+        if self.zip is not None:
+            pre = self.prefix + rel_dir.rstrip("/") + "/"
+            return sorted(n[len(self.prefix):] for n in self.names
+                          if n.startswith(pre) and not n.endswith("/") and "/" not in n[len(pre):])
+        d = self.path / rel_dir
+        return sorted(str(p.relative_to(self.path)) for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+def load_tiny_imagenet(path: Path, image_size: int | None = None, cache_dir: Path | None = None) -> ImageSet:
+    """Official Tiny-ImageNet layout: train/<wnid>/images/* is the train pool, val/images/* the test pool."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Tiny-ImageNet not found at {path}; pass --data-dir to the folder holding it")
+
+    def build() -> ImageSet:
+        arc = _Archive(path)
+        wnids = [w.strip() for w in arc.read("wnids.txt").decode().split() if w.strip()]
+        words = {}
+        try:
+            for line in arc.read("words.txt").decode().splitlines():
+                if "\t" in line:
+                    k, v = line.split("\t", 1)
+                    words[k] = v.strip()
+        except DataError:
+            pass
+        cls = {w: i for i, w in enumerate(wnids)}
+        files, labels, pools = [], [], []
+        for w in wnids:
+            for f in arc.list(f"train/{w}/images"):
+                if f.lower().endswith(IMAGE_SUFFIXES):
+                    files.append(f)
+                    labels.append(cls[w])
+                    pools.append(TRAIN_POOL)
+        for line in arc.read("val/val_annotations.txt").decode().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2 and parts[1] in cls:
+                files.append(f"val/images/{parts[0]}")
+                labels.append(cls[parts[1]])
+                pools.append(TEST_POOL)
+        blobs = [arc.read(f) for f in tqdm(files, desc="reading tiny-imagenet", unit="file",
+                                              mininterval=1.0, disable=len(files) < 2000)]
+        try:
+            images = decode_images(blobs, image_size, "decoding tiny-imagenet")
+        except OSError as exc:
+            raise DataError(f"{path}: an image could not be decoded ({exc}); the archive is corrupt") from exc
+        return ImageSet(name="tiny-imagenet", images=images, labels=torch.tensor(labels),
+                        class_names=wnids, pool=torch.tensor(pools), source=str(path),
+                        extra={"words": [words.get(w, w) for w in wnids]})
+
+    return cached(path, "tiny-imagenet", image_size, cache_dir, build)
+
+
+def find_tiny_imagenet(data_dir: Path) -> Path | None:
+    if (data_dir / "wnids.txt").exists():
+        return data_dir
+    for pattern in ("tiny-imagenet*.zip", "tiny-imagenet*"):
+        for p in sorted(data_dir.glob(pattern)):
+            if p.suffix == ".zip" or (p / "wnids.txt").exists():
+                return p
+    return None
+
+
+# --------------------------------------------------------------------------- CIFAR-100
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="latin1")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable CIFAR-100 pickle ({exc}); delete it and download again") from exc
+
+
+def load_cifar100(root: Path, image_size: int | None = None, cache_dir: Path | None = None,
+                  download: bool = True) -> ImageSet:
+    """torchvision's CIFAR-100 files (`cifar-100-python/{train,test,meta}`): official train = train pool, test = test pool."""
+    root = Path(root)
+    folder = root / "cifar-100-python" if (root / "cifar-100-python").exists() or root.name != "cifar-100-python" else root
+    if not (folder / "train").exists():
+        if not download:
+            raise DataError(f"CIFAR-100 not found in {root}; pass --data-dir to a folder with cifar-100-python/")
+        fetch_cifar100(root)
+        folder = root / "cifar-100-python"
+
+    def build() -> ImageSet:
+        meta = _unpickle(folder / "meta")
+        names = list(meta["fine_label_names"])
+        imgs, labels, pools = [], [], []
+        for split, pool in (("train", TRAIN_POOL), ("test", TEST_POOL)):
+            d = _unpickle(folder / split)
+            try:
+                arr = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                lab = np.asarray(d["fine_labels"], dtype=np.int64)
+            except (KeyError, ValueError) as exc:
+                raise DataError(f"{folder / split} is not in the CIFAR-100 format ({exc})") from exc
+            imgs.append(torch.from_numpy(arr.copy()))
+            labels.append(torch.from_numpy(lab))
+            pools.append(torch.full((len(lab),), pool, dtype=torch.uint8))
+        images = torch.cat(imgs)
+        if image_size is not None:
+            images = resize_tensor(images, image_size)
+        return ImageSet(name="cifar100", images=images, labels=torch.cat(labels), class_names=names,
+                        pool=torch.cat(pools), source=str(folder))
+
+    return cached(folder / "train", "cifar100", image_size, cache_dir, build)
+
+
+def fetch_cifar100(root: Path) -> None:
+    """Download and extract CIFAR-100 with torchvision's downloader (checks the official md5)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract_archive(CIFAR100_URL, str(root), md5=CIFAR100_MD5)
+    except Exception as exc:  # urllib errors, md5 mismatch, tar errors
+        raise DataError(
+            f"could not download CIFAR-100 into {root} ({type(exc).__name__}: {exc}); "
+            "this machine may be offline: put a dataset in --data-dir or BENCH_DATA_DIR, or use --dataset synthetic"
+        ) from exc
+
+
+def find_cifar100(data_dir: Path) -> Path | None:
+    if (data_dir / "cifar-100-python" / "train").exists():
+        return data_dir
+    return None
+
+
+# --------------------------------------------------------------------------- folders of images
+
+
+def _folder_classes(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_imagefolder(root: Path, image_size: int | None = None, cache_dir: Path | None = None,
+                     test_fraction: float = 0.2, name: str = "imagefolder") -> ImageSet:
+    """`root/<class>/*` images. `root/train` + `root/test` (or `val`) give the pools; otherwise the
+    last `test_fraction` of each class's sorted file list is the test pool (deterministic)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; pass --data-dir to a folder of <class>/ sub-folders")
+    pooled = [(root / "train", TRAIN_POOL)]
+    test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and test_dir is not None:
+        pooled.append((test_dir, TEST_POOL))
+    else:
+        pooled = []
+
+    def build() -> ImageSet:
+        files: list[Path] = []
+        labels: list[int] = []
+        pools: list[int] = []
+        if pooled:
+            names = [p.name for p in _folder_classes(pooled[0][0])]
+            for d, pool in pooled:
+                for c in _folder_classes(d):
+                    if c.name not in names:
+                        raise DataError(f"{c} is not a class of {pooled[0][0]}; train and test must have the same classes")
+                    imgs = _images_in(c)
+                    files += imgs
+                    labels += [names.index(c.name)] * len(imgs)
+                    pools += [pool] * len(imgs)
+        else:
+            names = [p.name for p in _folder_classes(root)]
+            for ci, name_ in enumerate(names):
+                imgs = _images_in(root / name_)
+                n_test = max(1, int(round(len(imgs) * test_fraction))) if len(imgs) > 1 else 0
+                files += imgs
+                labels += [ci] * len(imgs)
+                pools += [TRAIN_POOL] * (len(imgs) - n_test) + [TEST_POOL] * n_test
+        if not names or not files:
+            raise DataError(f"no class folders with images found in {root}; expected {root}/<class>/*.jpg")
+        blobs = [f.read_bytes() for f in files]
+        try:
+            images = decode_images(blobs, image_size, f"decoding {name}")
+        except OSError as exc:
+            raise DataError(f"{root}: an image could not be decoded ({exc}); remove or replace it") from exc
+        return ImageSet(name=name, images=images, labels=torch.tensor(labels), class_names=names,
+                        pool=torch.tensor(pools), source=str(root))
+
+    return cached(root, name, image_size, cache_dir, build)
+
+
+def load_mini_imagenet(root: Path, image_size: int | None = 84, cache_dir: Path | None = None,
+                       test_per_class: int = 50) -> ImageSet:
+    """ImageNet-style `<wnid>/*.JPEG` folders (optionally under train/val/test split folders), resized
+    to 84 px; the last `test_per_class` sorted images of each class are the held-out test pool."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"mini-ImageNet folder {root} does not exist; pass --data-dir to a folder of <wnid>/ sub-folders")
+    class_dirs: list[Path] = []
+    for sub in ("train", "val", "test"):
+        if (root / sub).is_dir():
+            class_dirs += _folder_classes(root / sub)
+    if not class_dirs:
+        class_dirs = _folder_classes(root)
+
+    def build() -> ImageSet:
+        files, labels, pools, names = [], [], [], []
+        for ci, d in enumerate(class_dirs):
+            imgs = _images_in(d)
+            if len(imgs) <= test_per_class:
+                raise DataError(f"class {d.name} has {len(imgs)} images, not more than the {test_per_class} held out for testing")
+            names.append(d.name)
+            files += imgs
+            labels += [ci] * len(imgs)
+            pools += [TRAIN_POOL] * (len(imgs) - test_per_class) + [TEST_POOL] * test_per_class
+        if not files:
+            raise DataError(f"no <wnid>/ folders with images found in {root}")
+        blobs = [f.read_bytes() for f in files]
+        try:
+            images = decode_images(blobs, image_size or 84, "decoding mini-imagenet")
+        except OSError as exc:
+            raise DataError(f"{root}: an image could not be decoded ({exc}); remove or replace it") from exc
+        return ImageSet(name="mini-imagenet", images=images, labels=torch.tensor(labels), class_names=names,
+                        pool=torch.tensor(pools), source=str(root))
+
+    return cached(root, "mini-imagenet", image_size or 84, cache_dir, build)
+
+
+def find_mini_imagenet(data_dir: Path) -> Path | None:
+    for name in ("mini-imagenet", "miniImageNet", "mini_imagenet"):
+        if (data_dir / name).is_dir():
+            return data_dir / name
+    return None
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def make_synthetic(num_classes: int = 100, train_per_class: int = 60, test_per_class: int = 20,
+                   image_size: int = 32, seed: int = 0) -> ImageSet:
+    """Procedural images: each class is a colour plus an oriented grating, each image adds a random
+    phase, contrast, shift and noise. Learnable but not trivial; no files, for smoke runs only."""
+    g = torch.Generator().manual_seed(seed)
+    size = image_size or 32
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    colours = torch.rand(num_classes, 3, generator=g) * 0.6 + 0.2
+    angles = torch.rand(num_classes, generator=g) * torch.pi
+    freqs = 2.0 + torch.rand(num_classes, generator=g) * 6.0
+    per = train_per_class + test_per_class
+    n = num_classes * per
+    labels = torch.arange(num_classes).repeat_interleave(per)
+    phase = torch.rand(n, generator=g) * 2 * torch.pi
+    contrast = 0.15 + 0.2 * torch.rand(n, generator=g)
+    ang = angles[labels] + 0.15 * torch.randn(n, generator=g)
+    proj = xx[None] * torch.cos(ang)[:, None, None] + yy[None] * torch.sin(ang)[:, None, None]
+    wave = torch.sin(freqs[labels][:, None, None] * torch.pi * proj + phase[:, None, None])
+    img = colours[labels][:, :, None, None] + contrast[:, None, None, None] * wave[:, None]
+    img = img + 0.08 * torch.randn(n, 3, size, size, generator=g)
+    images = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    pool = torch.tensor(([TRAIN_POOL] * train_per_class + [TEST_POOL] * test_per_class) * num_classes)
+    names = [f"synthetic_{i:03d}" for i in range(num_classes)]
+    return ImageSet(name="synthetic", images=images, labels=labels, class_names=names, pool=pool,
+                    synthetic=True, source="procedural (tasks.datasets.make_synthetic)")
+
+
+# --------------------------------------------------------------------------- registry and entry point
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "tiny-imagenet": DatasetInfo("tiny-imagenet", "Tiny-ImageNet (official zip or folder, any number of classes), 64 px",
+                                 64, load_tiny_imagenet, find_tiny_imagenet),
+    "cifar100": DatasetInfo("cifar100", "CIFAR-100 (torchvision's official pickles; downloaded when online), 32 px",
+                            32, load_cifar100, find_cifar100),
+    "mini-imagenet": DatasetInfo("mini-imagenet", "ImageNet-style <wnid>/*.JPEG folders, resized to 84 px",
+                                 84, load_mini_imagenet, find_mini_imagenet),
+    "imagefolder": DatasetInfo("imagefolder", "your own root/<class>/* images (root/train + root/test if present)",
+                               None, load_imagefolder, None),
+    "synthetic": DatasetInfo("synthetic", "procedural images made in code (no files; smoke runs and offline demos)",
+                             32, lambda *a, **k: make_synthetic(), None),
+}
+
+
+def dataset_names() -> list[str]:
+    return ["auto", *DATASETS]
+
+
+def resolve_auto(data_dir: Path) -> str:
+    """The first real dataset found in the data directory, else cifar100 (which will be downloaded)."""
+    for name in ("tiny-imagenet", "mini-imagenet", "cifar100"):
+        finder = DATASETS[name].finder
+        if finder is not None and data_dir.is_dir() and finder(data_dir) is not None:
+            return name
+    return "cifar100"
+
+
+def load_dataset(name: str, data_dir: Path | None = None, image_size: int | None = None,
+                 cache_dir: Path | None = None, download: bool = True,
+                 synthetic_options: dict | None = None) -> ImageSet:
+    """Load a dataset by name. Raises `DataError` with a one-line fix for every user-facing problem."""
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    if name == "auto":
+        name = resolve_auto(data_dir)
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}'; choose one of: {', '.join(dataset_names())}")
+    if image_size is not None and image_size <= 0:
+        raise DataError(f"--image-size must be a positive number of pixels, got {image_size}")
+    if name == "synthetic":
+        opts = dict(synthetic_options or {})
+        return make_synthetic(image_size=image_size or 32, **opts)
+    if name == "cifar100":
+        return load_cifar100(data_dir, image_size, cache_dir, download=download)
+    if name == "imagefolder":
+        return load_imagefolder(data_dir, image_size, cache_dir)
+    info = DATASETS[name]
+    assert info.finder is not None
+    found = info.finder(data_dir) if data_dir.is_dir() else None
+    if found is None:
+        raise DataError(
+            f"no {name} data found in {data_dir}; pass --data-dir (or set BENCH_DATA_DIR) to the folder that "
+            f"holds it, or use --dataset synthetic for an offline demo"
+        )
+    return info.loader(found, image_size, cache_dir)
+
+
+def split_file_beside(source: str | Path) -> Path | None:
+    """`<stem>.split.json` beside a dataset file/folder (e.g. tiny-imagenet-100.split.json)."""
+    p = Path(source)
+    cand = p.with_name(p.stem + ".split.json") if p.suffix else p.with_name(p.name + ".split.json")
+    return cand if cand.exists() else None
+

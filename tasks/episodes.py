@@ -1,0 +1,89 @@
+"""Seeded N-way K-shot episodes, identical for every method (paired comparisons).
+
+Shots come from each class's *train* pool, queries from its disjoint *test* pool (Q per class, or
+all of them as the paper does). Episode i of seed s depends only on (s, i, pool classes), never on
+the method or on K: classes are drawn first, then each class's train pool is permuted once and the
+first K taken, so a 10-shot support set is contained in the 20-shot one of the same episode.
+Indices are class-major (all shots of class 0, then class 1, ...), labels are 0..N-1 in that order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tasks.errors import DataError
+from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Indices into an ImageSet; `support_labels`/`query_labels` are the remapped 0..N-1 labels."""
+
+    index: int
+    classes: tuple[int, ...]
+    support: torch.Tensor
+    query: torch.Tensor
+    k_shot: int
+
+    @property
+    def n_way(self) -> int:
+        return len(self.classes)
+
+    @property
+    def support_labels(self) -> torch.Tensor:
+        return torch.arange(self.n_way).repeat_interleave(self.k_shot)
+
+    @property
+    def query_labels(self) -> torch.Tensor:
+        return self._qlabels  # type: ignore[attr-defined]
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([abs(int(k)) for k in keys]))
+
+
+def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: int, n_query: int | None,
+                    n_episodes: int, seed: int) -> list[Episode]:
+    """`n_episodes` episodes over `class_ids`. n_query=None takes every test image of each class."""
+    for label, value in (("--ways", n_way), ("--shots", k_shot), ("--episodes", n_episodes)):
+        if value <= 0:
+            raise DataError(f"{label} must be a positive number, got {value}")
+    if n_query is not None and n_query <= 0:
+        raise DataError(f"queries per class must be positive (or 'all'), got {n_query}")
+    if n_way > len(class_ids):
+        raise DataError(f"{n_way}-way episodes need {n_way} classes but the pool has {len(class_ids)}")
+    train_counts = data.counts(TRAIN_POOL)
+    test_counts = data.counts(TEST_POOL)
+    short = [data.class_names[c] for c in class_ids if int(train_counts[c]) < k_shot]
+    if short:
+        have = min(int(train_counts[data.class_id(n)]) for n in short)
+        raise DataError(f"{k_shot} shots per class asked, but class {short[0]} has only {have} training images; "
+                        f"lower --shots (or the profile's shots) to at most {have}")
+    if n_query is not None:
+        shortq = [data.class_names[c] for c in class_ids if int(test_counts[c]) < n_query]
+        if shortq:
+            have = int(test_counts[data.class_id(shortq[0])])
+            raise DataError(f"{n_query} queries per class asked, but class {shortq[0]} has only {have} test images; "
+                            f"lower the profile's queries to at most {have} or use 'all'")
+    pools = {c: (data.indices(c, TRAIN_POOL), data.indices(c, TEST_POOL)) for c in class_ids}
+    episodes = []
+    for i in range(n_episodes):
+        rng = _rng(seed, i, 7919)
+        classes = tuple(int(c) for c in rng.choice(np.asarray(class_ids), size=n_way, replace=False))
+        support, query, qlabels = [], [], []
+        for pos, c in enumerate(classes):
+            train_idx, test_idx = pools[c]
+            crng = _rng(seed, i, c, 104729)
+            support.append(train_idx[torch.from_numpy(crng.permutation(len(train_idx))[:k_shot])])
+            if n_query is None:
+                q = test_idx
+            else:
+                q = test_idx[torch.from_numpy(crng.permutation(len(test_idx))[:n_query])]
+            query.append(q)
+            qlabels.append(torch.full((len(q),), pos, dtype=torch.long))
+        ep = Episode(index=i, classes=classes, support=torch.cat(support), query=torch.cat(query), k_shot=k_shot)
+        object.__setattr__(ep, "_qlabels", torch.cat(qlabels))
+        episodes.append(ep)
+    return episodes
