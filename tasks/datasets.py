@@ -4,8 +4,8 @@ Loaders: `tiny-imagenet` (official layout, zip or folder, any number of classes)
 (official python pickles; torchvision downloads them when online), `mini-imagenet`
 (`<wnid>/*.JPEG` folders, 84 px), `imagefolder` (`root/<class>/*`), `synthetic` (procedural).
 
-Decoded tensors are cached as `<name>-<checksum>-<px>px.pt` beside the data when that folder is
-writable, else under the user cache directory, so a second load costs one `torch.load`.
+Decoded tensors are cached as `<name>-<checksum>-<px>px.pt` under BENCH_CACHE_DIR (default
+~/.cache/learngene-bench/decoded), so a second load costs one `torch.load`.
 """
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def default_data_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    base = os.environ.get("BENCH_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    path = Path(base).expanduser()
-    return path if os.environ.get("BENCH_CACHE_DIR") else path / "learngene-bench"
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "learngene-bench"
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,11 @@ def checksum(path: Path) -> str:
 
 
 def _cache_file(source: Path, name: str, size: int | None, cache_dir: Path | None) -> Path:
+    """Where the decoded tensor lives: `cache_dir`, else BENCH_CACHE_DIR, else ~/.cache/learngene-bench.
+
+    Never beside the data: shared data folders are often read-only or shared between users."""
     key = f"{name}-{checksum(source)}-{size or 'native'}px-v{CACHE_VERSION}.pt"
-    if cache_dir is not None:
-        return Path(cache_dir) / key
-    beside = source.parent / ".bench-cache"
-    try:
-        beside.mkdir(exist_ok=True)
-        probe = beside / ".write-probe"
-        probe.touch()
-        probe.unlink()
-        return beside / key
-    except OSError:
-        return user_cache_dir() / "decoded" / key
+    return (Path(cache_dir) if cache_dir is not None else user_cache_dir() / "decoded") / key
 
 
 def cached(source: Path, name: str, size: int | None, cache_dir: Path | None,
@@ -123,8 +116,10 @@ def decode_images(blobs: list[bytes], size: int | None, desc: str) -> torch.Tens
 
 def resize_batch(images: list[torch.Tensor] | torch.Tensor, size: int | None) -> torch.Tensor:
     """Stack CHW uint8 images, centre-cropping to square and resizing to `size` in chunks."""
-    if isinstance(images, torch.Tensor) and (size is None or images.shape[-1] == size) and images.shape[-1] == images.shape[-2]:
-        return images.contiguous()
+    if not isinstance(images, torch.Tensor) and images and all(i.shape == images[0].shape for i in images):
+        images = torch.stack(images)
+    if isinstance(images, torch.Tensor) and images.shape[-1] == images.shape[-2]:
+        return (resize_tensor(images, size) if size is not None else images).contiguous()
     results = []
     for img in images:
         h, w = img.shape[-2:]
