@@ -73,27 +73,29 @@ def checksum(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_file(source: Path, name: str, size: int | None, cache_dir: Path | None) -> Path:
+def _cache_file(source: Path, name: str, size: int | None, cache_dir: Path | None, digest: str) -> Path:
     """Where the decoded tensor lives: `cache_dir`, else BENCH_CACHE_DIR, else ~/.cache/learngene-bench.
 
     Never beside the data: shared data folders are often read-only or shared between users."""
-    key = f"{name}-{checksum(source)}-{size or 'native'}px-v{CACHE_VERSION}.pt"
+    key = f"{name}-{digest}-{size or 'native'}px-v{CACHE_VERSION}.pt"
     return (Path(cache_dir) if cache_dir is not None else user_cache_dir() / "decoded") / key
 
 
 def cached(source: Path, name: str, size: int | None, cache_dir: Path | None,
            build: Callable[[], ImageSet]) -> ImageSet:
     """Load the decoded ImageSet from the cache, or build it and write the cache atomically."""
-    path = _cache_file(source, name, size, cache_dir)
+    digest = checksum(source)
+    path = _cache_file(source, name, size, cache_dir, digest)
     if path.exists():
         try:
             blob = torch.load(path, weights_only=True)
             return ImageSet(name=blob["name"], images=blob["images"], labels=blob["labels"],
                             class_names=list(blob["class_names"]), pool=blob["pool"],
-                            source=str(source), extra=dict(blob.get("extra", {})))
+                            source=str(source), extra={**blob.get("extra", {}), "checksum": digest})
         except Exception:  # a truncated cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
     data = build()
+    data.extra["checksum"] = digest
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"name": data.name, "images": data.images, "labels": data.labels,

@@ -1,0 +1,1 @@
+"""The command line, experiment definitions, running, storing and reporting."""

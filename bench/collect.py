@@ -1,0 +1,45 @@
+"""The collector: finished cells -> one tidy DataFrame (one row per cell and metric) -> runs.csv."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.store import ResultsStore
+
+CONFIG_COLUMNS = ["experiment", "method", "dataset", "image_size", "profile", "synthetic", "cell"]
+
+
+def rows_of(config: dict, result: dict) -> list[dict]:
+    """Flatten one cell: its config columns and params beside each result row."""
+    from methods.artifacts import config_hash
+
+    params = {k: v for k, v in config.get("params", {}).items() if not isinstance(v, dict | list)}
+    for k, v in config.get("params", {}).get("method_options", {}).items():
+        params[f"opt_{k}"] = v
+    base = {"experiment": config["experiment"], "method": config["method"], "dataset": config["dataset"],
+            "image_size": config["image_size"], "profile": config["profile"].get("name", "?"),
+            "synthetic": config["dataset"] == "synthetic", "cell": config_hash(config), **params}
+    return [{**base, **row} for row in result.get("rows", [])]
+
+
+def collect(results_dir: Path | str) -> pd.DataFrame:
+    """Every finished cell's rows, sorted stably; falls back to runs.csv when no cells are stored."""
+    results_dir = Path(results_dir)
+    rows = [r for cfg, res in ResultsStore(results_dir).iter_done() for r in rows_of(cfg, res)]
+    if not rows:
+        csv = results_dir / "runs.csv"
+        return pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "value"])
+    df = pd.DataFrame(rows)
+    order = [c for c in CONFIG_COLUMNS if c in df] + sorted(c for c in df.columns if c not in CONFIG_COLUMNS)
+    df = df[order]
+    sort_cols = [c for c in ("experiment", "dataset", "image_size", "method", "seed", "shots", "episode",
+                             "metric", "epoch") if c in df]
+    return df.sort_values(sort_cols, kind="mergesort", na_position="first").reset_index(drop=True)
+
+
+def write_runs_csv(df: pd.DataFrame, results_dir: Path | str) -> Path:
+    path = Path(results_dir) / "runs.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False, float_format="%.6g")
+    return path

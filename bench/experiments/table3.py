@@ -1,0 +1,36 @@
+"""Table 3: every method on novel classes, 5-way 10- and 20-shot, the same episodes for all."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import paper
+from bench.report import ReportContext, method_table
+from bench.runner import Cell, Env, RunSpec, run_episodes
+
+NAME = "table3"
+DESCRIPTION = "Table 3: all methods on novel classes, 5-way 10/20-shot (paired episodes)"
+
+
+def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
+    ep = spec.profile["episodes"]
+    return [Cell(NAME, m, {"pool": "novel", "shots": int(k), "seed": s})
+            for s in range(int(ep["seeds"])) for k in ep["shots"] for m in methods]
+
+
+def run(cell: Cell, env: Env) -> list[dict]:
+    p = cell.params
+    return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"])
+
+
+def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
+    sections = []
+    for key, group in ctx.groups(df):
+        acc = group[group.metric == "accuracy"]
+        shots = sorted(int(s) for s in acc["shots"].dropna().unique())
+        sections.append(method_table(
+            acc, ctx.meta(key), columns=[(f"{k}-shot", acc.shots == k, lambda m, k=k, key=key: paper.table3(m, key.image_size, k))
+                                         for k in shots],
+            title="Table 3: novel classes, 5-way", paper_col=paper.column_for(key.image_size)))
+    return [ctx.write_table(NAME, "# Table 3: 5-way accuracy on novel classes", sections)]

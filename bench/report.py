@@ -1,0 +1,122 @@
+"""Report building shared by the experiments: grouping, captions, markdown tables.
+
+Tables show our mean ± 95% CI (Student t over every episode of every seed) beside the paper's
+number (its ± is undefined in the paper; most likely std over 5 tasks) and the difference.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from bench.stats import fmt_ci, mean_ci95
+
+METHOD_ORDER = ("maml", "fomaml", "protonet", "protomaml", "matchingnet", "finetune", "finetune++", "deepemd",
+                "scratch", "learngene-ewc0", "learngene", "learngene-ewc5000")
+
+CI_NOTE = ("± is the half-width of the 95% Student-t confidence interval over all episodes of all seeds "
+           "(n = tasks × seeds); the paper's ± is undefined (most likely std over its 5 tasks).")
+
+
+class GroupKey(NamedTuple):
+    dataset: str
+    image_size: int
+    profile: str
+
+
+def method_sort_key(name: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+
+
+@dataclass
+class ReportContext:
+    results_dir: Path
+    tables_dir: Path
+    figures_dir: Path
+    run_meta: list[dict]
+
+    @classmethod
+    def for_dir(cls, results_dir: Path, tables_dir: Path | None = None, figures_dir: Path | None = None):
+        results_dir = Path(results_dir)
+        meta_file = results_dir / "meta" / "runs.jsonl"
+        run_meta = []
+        if meta_file.exists():
+            for line in meta_file.read_text().splitlines():
+                try:
+                    run_meta.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return cls(results_dir, tables_dir or results_dir / "tables", figures_dir or results_dir / "figures", run_meta)
+
+    @staticmethod
+    def groups(df: pd.DataFrame) -> Iterator[tuple[GroupKey, pd.DataFrame]]:
+        for (ds, px, prof), g in df.groupby(["dataset", "image_size", "profile"], sort=True):
+            yield GroupKey(str(ds), int(px), str(prof)), g
+
+    def meta(self, key: GroupKey) -> dict:
+        """The latest run record for this dataset/size/profile (command, commit, wall time)."""
+        match = [m for m in self.run_meta if m.get("dataset") == key.dataset
+                 and int(m.get("image_size", -1)) == key.image_size and m.get("profile") == key.profile]
+        return {**(match[-1] if match else {}), "key": key}
+
+    @staticmethod
+    def tag(key: GroupKey) -> str:
+        return f"{key.dataset}_{key.image_size}px_{key.profile}"
+
+    def write_table(self, name: str, heading: str, sections: list[str]) -> Path:
+        self.tables_dir.mkdir(parents=True, exist_ok=True)
+        path = self.tables_dir / f"{name}.md"
+        path.write_text(heading + "\n\n" + "\n\n".join(sections).rstrip() + "\n")
+        return path
+
+    def figure_path(self, name: str, key: GroupKey) -> Path:
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        return self.figures_dir / f"{name}_{self.tag(key)}.png"
+
+
+def caption(meta: dict, df: pd.DataFrame, extra: str = "") -> str:
+    key: GroupKey = meta["key"]
+    synthetic = bool(df["synthetic"].any()) if "synthetic" in df else False
+    seeds = df["seed"].nunique() if "seed" in df else 0
+    tasks = df["episode"].nunique() if "episode" in df else 0
+    lines = [f"*Dataset:* {key.dataset}{' (SYNTHETIC procedural images — not a real benchmark)' if synthetic else ''}, "
+             f"{key.image_size} px; *profile:* {key.profile}; *tasks × seeds:* {tasks} × {seeds}.",
+             f"*±:* {CI_NOTE}"]
+    if extra:
+        lines.append(extra)
+    cmd = meta.get("command")
+    if cmd:
+        lines.append(f"*Produced by* `{cmd}` at commit `{meta.get('commit', '?')}`"
+                     f"{' (uncommitted changes)' if meta.get('dirty') else ''}.")
+    return "\n".join(lines)
+
+
+def method_table(df: pd.DataFrame, meta: dict,
+                 columns: list[tuple[str, pd.Series, Callable[[str], tuple[float, float] | None]]],
+                 title: str, paper_col: str, extra_caption: str = "") -> str:
+    """Markdown: one row per method; for each column ours (mean ± CI, n), the paper's, and Δ."""
+    key: GroupKey = meta["key"]
+    paper_label = "CIFAR100" if paper_col == "cifar" else "ImageNet100"
+    header = ["Method"]
+    for label, _, _ in columns:
+        header += [f"{label} ours", f"{label} paper ({paper_label})", "Δ (ours − paper)"]
+    lines = [f"## {title}: {key.dataset}, {key.image_size} px, profile `{key.profile}`", "",
+             caption(meta, df, extra_caption), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in sorted(df["method"].unique(), key=method_sort_key):
+        cells = [method]
+        for _, mask, paper_fn in columns:
+            vals = df[mask & (df.method == method)]["value"]
+            mean, half, n = mean_ci95(vals)
+            ours = f"{fmt_ci(mean, half)} (n={n})" if n else "–"
+            pub = paper_fn(method)
+            cells.append(ours)
+            cells.append(f"{pub[0]:.2f} ± {pub[1]:.2f}" if pub else "–")
+            cells.append(f"{mean * 100 - pub[0]:+.2f}" if pub and not math.isnan(mean) else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Cells and how one cell runs.
+
+A `RunSpec` is everything a worker needs to rebuild its environment (dataset, split, profile,
+device, results dir); it is plain data so it travels to process and Ray workers. A `Cell` is one
+unit of work (experiment x method x parameters x seed); its full config, hashed, names its
+directory in the store. `Env` is the worker-side state: the loaded ImageSet, the class split, the
+artifact cache and the prepared methods, built once per process.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import methods
+from methods.artifacts import ArtifactCache
+from methods.base import EpisodeData, SourceData
+from tasks.datasets import load_dataset
+from tasks.episodes import sample_episodes
+from tasks.imageset import ImageSet
+from tasks.splits import ClassSplit, resolve_split
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    data_dir: str
+    image_size: int
+    profile: dict
+    results_dir: str
+    device: str = "cpu"
+    split_file: str | None = None
+    threads: int | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.results_dir) / "artifacts"
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    method: str
+    params: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        bits = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if k != "method_options")
+        return f"{self.experiment}/{self.method}[{bits}]"
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> cuda when available, else cpu."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def deep_merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in patch.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Env:
+    """Worker-side state built once per process from a RunSpec."""
+
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.device = torch.device(resolve_device(spec.device))
+        synth = spec.profile.get("data", {}).get("synthetic")
+        self.data: ImageSet = load_dataset(spec.dataset, Path(spec.data_dir), spec.image_size,
+                                           synthetic_options=synth)
+        self.split: ClassSplit = resolve_split(self.data, Path(spec.split_file) if spec.split_file else None)
+        self.cache = ArtifactCache(spec.cache_dir)
+        self._methods: dict[Any, Any] = {}
+
+    def artifact_seed(self, seed: int) -> int:
+        mode = self.spec.profile.get("episodes", {}).get("artifact_seed", "cell")
+        return seed if mode == "cell" else int(mode)
+
+    def source(self, seed: int) -> SourceData:
+        return SourceData(self.data, self.split, self.artifact_seed(seed), dataset=self.spec.dataset)
+
+    def profile(self, patch: dict | None = None) -> dict:
+        return deep_merge(self.spec.profile, patch) if patch else self.spec.profile
+
+    def prepared(self, name: str, seed: int, options: dict | None = None, profile_patch: dict | None = None):
+        """The method, prepared on base classes (from the artifact cache when it ran before)."""
+        key = (name, self.artifact_seed(seed), repr(sorted((options or {}).items())), repr(profile_patch))
+        if key not in self._methods:
+            m = methods.get(name, self.device, **(options or {}))
+            m.prepare(self.source(seed), self.profile(profile_patch), self.cache)
+            self._methods[key] = m
+        return self._methods[key]
+
+
+_ENVS: dict[str, Env] = {}
+
+
+def env_for(spec: RunSpec) -> Env:
+    key = repr(asdict(spec))
+    if key not in _ENVS:
+        _ENVS.clear()  # one environment per worker process at a time: datasets are large
+        _ENVS[key] = Env(spec)
+    return _ENVS[key]
+
+
+def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
+    """Everything that determines a cell's numbers; its hash names the cell's directory."""
+    return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
+            "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,
+            "split": split, "profile": spec.profile, "device_type": torch.device(resolve_device(spec.device)).type}
+
+
+def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,
+                 options: dict | None = None, profile_patch: dict | None = None) -> list[dict]:
+    """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch)."""
+    prof = env.profile(profile_patch)
+    ep = prof["episodes"]
+    n_tasks = n_tasks or int(ep["tasks"])
+    queries = ep.get("queries", "all")
+    n_query = None if queries == "all" else int(queries)
+    class_ids = env.split.ids(env.data, pool)
+    episodes = sample_episodes(env.data, class_ids, int(ep["n_way"]), shots, n_query, n_tasks, seed)
+    m = env.prepared(method, seed, options, profile_patch)
+    rows: list[dict] = []
+    for e in episodes:
+        data = EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
+                           e.query_labels, e.n_way, e.k_shot, seed, e.index)
+        t0 = time.perf_counter()
+        res = m.run_episode(data, prof)
+        wall = time.perf_counter() - t0
+        base = {"episode": e.index, "classes": ",".join(env.data.class_names[c] for c in e.classes)}
+        rows.append({**base, "metric": "accuracy", "value": res.accuracy})
+        rows.append({**base, "metric": "wall_s", "value": wall})
+        rows.append({**base, "metric": "params", "value": res.params})
+        for i, acc in enumerate(res.curve or []):
+            rows.append({**base, "metric": "curve", "epoch": i + 1, "value": acc})
+        for k, v in (res.extra or {}).items():
+            if isinstance(v, int | float):
+                rows.append({**base, "metric": k, "value": float(v)})
+    return rows
+
+
+def execute_cell(spec: RunSpec, cell: Cell) -> dict:
+    """Run one cell in this process; returns {'rows': [...], 'wall_s': ..., 'pid': ...}."""
+    from bench.experiments import get_experiment
+
+    env = env_for(spec)
+    t0 = time.perf_counter()
+    rows = get_experiment(cell.experiment).run(cell, env)
+    return {"rows": rows, "wall_s": time.perf_counter() - t0, "pid": os.getpid(),
+            "device": str(env.device)}
