@@ -200,17 +200,23 @@ def pretrain(encoder: nn.Module, head: nn.Module, x_u8: torch.Tensor, y: torch.T
     return log
 
 
+def pretrain_config(source: SourceData, cfg: Mapping[str, Any], cosine: bool) -> dict[str, Any]:
+    """Everything that determines a pre-trained backbone (its cache key)."""
+    cfg = resolved(cfg)
+    return {"source": source.fingerprint(), "backbone": cfg["backbone"], "width": cfg["width"],
+            "image_size": source.data.image_size, "classifier": "cosine" if cosine else "linear",
+            **({"cosine_scale": cfg["cosine_scale"], "cosine_weight_norm": cfg["cosine_weight_norm"]}
+               if cosine else {}),
+            **{k: cfg[k] for k in PRETRAIN_KEYS}, "version": PRETRAIN_VERSION}
+
+
 def pretrained_backbone(source: SourceData, cfg: Mapping[str, Any], cosine: bool, cache: Any,
                         device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The base-class pre-trained encoder, built once per config and cached (shared by finetune and
     deepemd when their pre-training keys agree). Returns (encoder in eval mode, artifact log)."""
     cfg = resolved(cfg)
     image_size = source.data.image_size
-    config = {"source": source.fingerprint(), "backbone": cfg["backbone"], "width": cfg["width"],
-              "image_size": image_size, "classifier": "cosine" if cosine else "linear",
-              **({"cosine_scale": cfg["cosine_scale"], "cosine_weight_norm": cfg["cosine_weight_norm"]}
-                 if cosine else {}),
-              **{k: cfg[k] for k in PRETRAIN_KEYS}, "version": PRETRAIN_VERSION}
+    config = pretrain_config(source, cfg, cosine)
 
     def build() -> dict[str, Any]:
         g = torch.Generator().manual_seed(7_368_787 * (source.seed + 1) + int(cosine))

@@ -66,7 +66,8 @@ def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: S
                     acc[k] += torch.einsum("b,b...->...", w, gs[k].pow(2))
             continue
         if estimator == "sampled":
-            yb = torch.multinomial(probs[s:s + chunk], 1, generator=None).squeeze(1)
+            yb = torch.multinomial(probs[s:s + chunk], 1,
+                                       generator=generator if device.type == "cpu" else None).squeeze(1)
         else:
             yb = ys[s:s + chunk]
         gs = g_fn(sel, xb, yb)

@@ -1,0 +1,39 @@
+# learngene-bench: the two commands a user needs are `make run` and `make test`.
+# Both create .venv and install everything on first use (idempotent; later calls skip it).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+SMOKE_DIR ?= $(CURDIR)/.smoke-results
+
+.PHONY: run test install unit smoke lint bench clean
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: the main job — every method, every experiment (default profile: quick). Pass options with ARGS="...".
+run: install
+	$(PY) -m bench run --method all $(ARGS)
+
+## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
+test: install unit smoke
+
+unit:
+	$(PY) -m pytest -q
+
+smoke:
+	rm -rf $(SMOKE_DIR)
+	$(PY) -m bench run --method all --experiment all --profile smoke --results-dir $(SMOKE_DIR) $(ARGS)
+	$(PY) -m bench.check_results $(SMOKE_DIR) --print
+
+lint: install
+	$(VENV)/bin/ruff check bench methods tasks tests
+
+bench: install
+	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-json=.benchmarks/latest.json -q
+	$(PY) -m bench.benchmarks_report .benchmarks/latest.json results/benchmarks.md
+
+clean:
+	rm -rf $(SMOKE_DIR) .pytest_cache
