@@ -115,9 +115,12 @@ def env_for(spec: RunSpec) -> Env:
 
 def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's directory."""
+    profile = {k: v for k, v in spec.profile.items() if k != "experiments"}
+    # Only this experiment's own section: tuning Figure 4 must not invalidate Table 3's cells.
+    profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,
-            "split": split, "profile": spec.profile, "device_type": torch.device(resolve_device(spec.device)).type}
+            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type}
 
 
 def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,

@@ -13,7 +13,9 @@ import hashlib
 import io
 import os
 import pickle
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +61,9 @@ class DatasetInfo:
 
 
 def checksum(path: Path) -> str:
-    """sha1 of a file, or of a folder's listing (relative path, size, mtime) - cheap and change-sensitive."""
+    """sha1 of a file, or of a folder's listing (relative path, size, mtime in ns) - cheap and change-sensitive.
+
+    Nanosecond mtimes: a file rewritten with the same size within one second must change the key."""
     h = hashlib.sha1()
     if path.is_file():
         with open(path, "rb") as fh:
@@ -69,7 +73,7 @@ def checksum(path: Path) -> str:
         for p in sorted(path.rglob("*")):
             if p.is_file():
                 st = p.stat()
-                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -82,25 +86,38 @@ def _cache_file(source: Path, name: str, size: int | None, cache_dir: Path | Non
 
 
 def cached(source: Path, name: str, size: int | None, cache_dir: Path | None,
-           build: Callable[[], ImageSet]) -> ImageSet:
-    """Load the decoded ImageSet from the cache, or build it and write the cache atomically."""
+           build: Callable[[], ImageSet], source_label: str | None = None) -> ImageSet:
+    """Load the decoded ImageSet from the cache, or build it and write the cache atomically.
+
+    `source` is what the key is computed from; `source_label` (default: `source`) is the ImageSet's
+    `source` on a cache hit, so it is the same whether or not the cache was used (the split file
+    beside the data is found from it). A cache that cannot be written is a warning, not an error."""
     digest = checksum(source)
     path = _cache_file(source, name, size, cache_dir, digest)
+    label = str(source_label if source_label is not None else source)
     if path.exists():
         try:
             blob = torch.load(path, weights_only=True)
             return ImageSet(name=blob["name"], images=blob["images"], labels=blob["labels"],
                             class_names=list(blob["class_names"]), pool=blob["pool"],
-                            source=str(source), extra={**blob.get("extra", {}), "checksum": digest})
+                            source=label, extra={**blob.get("extra", {}), "checksum": digest})
         except Exception:  # a truncated cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
     data = build()
     data.extra["checksum"] = digest
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"name": data.name, "images": data.images, "labels": data.labels,
-                "class_names": data.class_names, "pool": data.pool, "extra": data.extra}, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"name": data.name, "images": data.images, "labels": data.labels,
+                    "class_names": data.class_names, "pool": data.pool, "extra": data.extra}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        warnings.warn(f"could not write the decode cache {path} ({exc}); set BENCH_CACHE_DIR to a writable "
+                      "folder to avoid decoding again next time", stacklevel=2)
     return data
 
 
@@ -120,6 +137,11 @@ def resize_batch(images: list[torch.Tensor] | torch.Tensor, size: int | None) ->
     """Stack CHW uint8 images, centre-cropping to square and resizing to `size` in chunks."""
     if not isinstance(images, torch.Tensor) and images and all(i.shape == images[0].shape for i in images):
         images = torch.stack(images)
+    if size is None and not isinstance(images, torch.Tensor) and images:
+        sides = {min(i.shape[-2:]) for i in images}
+        if len(sides) > 1:
+            raise DataError(f"the images have different sizes ({min(sides)} to {max(sides)} px); "
+                            "pass --image-size to resize them all to one size")
     if isinstance(images, torch.Tensor) and images.shape[-1] == images.shape[-2]:
         return (resize_tensor(images, size) if size is not None else images).contiguous()
     results = []
@@ -163,7 +185,7 @@ class _Archive:
             try:
                 self.zip = zipfile.ZipFile(path)
                 bad = self.zip.testzip() if path.stat().st_size < 50_000_000 else None
-            except (zipfile.BadZipFile, OSError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise DataError(f"{path} is not a readable zip archive ({exc}); re-download it or pass another --data-dir") from exc
             if bad is not None:
                 raise DataError(f"{path} is corrupt (bad CRC in {bad}); re-download it")
@@ -183,7 +205,7 @@ class _Archive:
             return (self.path / rel).read_bytes()
         except (KeyError, FileNotFoundError) as exc:
             raise DataError(f"{self.path}: missing {rel}; the archive is incomplete, re-download it") from exc
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{self.path}: cannot read {rel} ({exc}); the archive is truncated or corrupt") from exc
 
     def list(self, rel_dir: str) -> list[str]:
@@ -267,7 +289,8 @@ def load_cifar100(root: Path, image_size: int | None = None, cache_dir: Path | N
     folder = root / "cifar-100-python" if (root / "cifar-100-python").exists() or root.name != "cifar-100-python" else root
     if not (folder / "train").exists():
         if not download:
-            raise DataError(f"CIFAR-100 not found in {root}; pass --data-dir to a folder with cifar-100-python/")
+            raise DataError(f"CIFAR-100 not found in {root} (no cifar-100-python/train); pass --data-dir (or set "
+                            "BENCH_DATA_DIR) to the folder holding cifar-100-python/, or use --dataset synthetic")
         fetch_cifar100(root)
         folder = root / "cifar-100-python"
 
@@ -291,7 +314,8 @@ def load_cifar100(root: Path, image_size: int | None = None, cache_dir: Path | N
         return ImageSet(name="cifar100", images=images, labels=torch.cat(labels), class_names=names,
                         pool=torch.cat(pools), source=str(folder))
 
-    return cached(folder / "train", "cifar100", image_size, cache_dir, build)
+    # keyed on the folder (train, test and meta), not on the train file alone
+    return cached(folder, "cifar100", image_size, cache_dir, build, source_label=str(folder))
 
 
 def fetch_cifar100(root: Path) -> None:
@@ -331,13 +355,17 @@ def load_imagefolder(root: Path, image_size: int | None = None, cache_dir: Path 
     last `test_fraction` of each class's sorted file list is the test pool (deterministic)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; pass --data-dir to a folder of <class>/ sub-folders")
+        raise DataError(f"image folder {root} does not exist; pass --data-dir (or set BENCH_DATA_DIR) to a folder "
+                        "of <class>/ sub-folders, or use --dataset synthetic")
     pooled = [(root / "train", TRAIN_POOL)]
     test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+    class_root = root
     if (root / "train").is_dir() and test_dir is not None:
         pooled.append((test_dir, TEST_POOL))
     else:
         pooled = []
+        if (root / "train").is_dir():  # train/ alone: its sub-folders are the classes, not "train"
+            class_root = root / "train"
 
     def build() -> ImageSet:
         files: list[Path] = []
@@ -354,9 +382,9 @@ def load_imagefolder(root: Path, image_size: int | None = None, cache_dir: Path 
                     labels += [names.index(c.name)] * len(imgs)
                     pools += [pool] * len(imgs)
         else:
-            names = [p.name for p in _folder_classes(root)]
+            names = [p.name for p in _folder_classes(class_root)]
             for ci, name_ in enumerate(names):
-                imgs = _images_in(root / name_)
+                imgs = _images_in(class_root / name_)
                 n_test = max(1, int(round(len(imgs) * test_fraction))) if len(imgs) > 1 else 0
                 files += imgs
                 labels += [ci] * len(imgs)
@@ -371,7 +399,8 @@ def load_imagefolder(root: Path, image_size: int | None = None, cache_dir: Path 
         return ImageSet(name=name, images=images, labels=torch.tensor(labels), class_names=names,
                         pool=torch.tensor(pools), source=str(root))
 
-    return cached(root, name, image_size, cache_dir, build)
+    key = name if test_fraction == 0.2 else f"{name}-test{test_fraction:g}"
+    return cached(root, key, image_size, cache_dir, build)
 
 
 def load_mini_imagenet(root: Path, image_size: int | None = 84, cache_dir: Path | None = None,
@@ -380,7 +409,8 @@ def load_mini_imagenet(root: Path, image_size: int | None = 84, cache_dir: Path 
     to 84 px; the last `test_per_class` sorted images of each class are the held-out test pool."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"mini-ImageNet folder {root} does not exist; pass --data-dir to a folder of <wnid>/ sub-folders")
+        raise DataError(f"mini-ImageNet folder {root} does not exist; pass --data-dir (or set BENCH_DATA_DIR) to a "
+                        "folder of <wnid>/ sub-folders, or use --dataset synthetic")
     class_dirs: list[Path] = []
     for sub in ("train", "val", "test"):
         if (root / sub).is_dir():
@@ -408,13 +438,25 @@ def load_mini_imagenet(root: Path, image_size: int | None = 84, cache_dir: Path 
         return ImageSet(name="mini-imagenet", images=images, labels=torch.tensor(labels), class_names=names,
                         pool=torch.tensor(pools), source=str(root))
 
-    return cached(root, "mini-imagenet", image_size or 84, cache_dir, build)
+    key = "mini-imagenet" if test_per_class == 50 else f"mini-imagenet-test{test_per_class}"
+    return cached(root, key, image_size or 84, cache_dir, build)
+
+
+def _has_wnid_folders(d: Path) -> bool:
+    return any(p.is_dir() and len(p.name) == 9 and p.name[0] == "n" and p.name[1:].isdigit() for p in d.iterdir())
 
 
 def find_mini_imagenet(data_dir: Path) -> Path | None:
+    """`data_dir/mini-imagenet` (or miniImageNet, mini_imagenet), else `data_dir` itself when it holds
+    `<wnid>/` folders directly or under train/val/test."""
     for name in ("mini-imagenet", "miniImageNet", "mini_imagenet"):
         if (data_dir / name).is_dir():
             return data_dir / name
+    if (data_dir / "wnids.txt").exists():  # that is Tiny-ImageNet's layout
+        return None
+    if _has_wnid_folders(data_dir) or any((data_dir / s).is_dir() and _has_wnid_folders(data_dir / s)
+                                          for s in ("train", "val", "test")):
+        return data_dir
     return None
 
 

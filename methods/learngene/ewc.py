@@ -48,7 +48,7 @@ def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: S
 
     def logp(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, ({**rest, **p}, buffers), (xi.unsqueeze(0),))
-        return F.log_softmax(out.float(), dim=1)[0, yi]
+        return F.log_softmax(out.float(), dim=1)[0].gather(0, yi.view(1))[0]
 
     g_fn = vmap(grad(logp), in_dims=(None, 0, 0))
     acc = {k: torch.zeros_like(v) for k, v in sel.items()}
