@@ -20,10 +20,13 @@ per pair and exact (tests check it against `ot.emd` and `scipy.optimize.linprog`
 k-shot uses the Structured FC (SFC): prototypes are learnable [N, C, h, w] maps initialised to the
 class-mean maps and fine-tuned on the support set with EMD logits (100 epochs, batch 4, SGD momentum
 0.9, dampening 0.9, no weight decay). The official defaults disagree on its lr (0.1 in
-`train_meta.py`, 100 in `eval.py`); our features have small norms and cos is scale-invariant, so the
-step on a prototype is lr x T/N x 1/|v|; we use `sfc_lr` from the profile (0.1 in every shipped
-profile, chosen on synthetic episodes where 100 diverged; see the report of issue 4). 1-shot uses
-the support maps directly.
+`train_meta.py`, 100 in `eval.py`). cos is scale-invariant, so the step on a prototype is about
+lr x T/N / |v|, and our trunk's node norms (~1 at width 0.125) are far below ResNet-12's 640-d
+nodes; we use lr 0.1 (`sfc_lr`, every shipped profile). On synthetic 5-way 10-shot episodes lr 10
+and 100 made query accuracy oscillate epoch to epoch, 0.1 was stable; with a well pre-trained trunk
+SFC was neutral against class-mean prototypes, with an under-trained one it lost accuracy at every
+lr (it fits the support set). `sfc_epochs = 0` gives class-mean prototypes. 1-shot uses the support
+maps directly.
 
 Training on base classes, as the paper: supervised pre-training with a linear head over all base
 classes (the very artifact `finetune` builds when the `pretrain_*` keys agree: DeepEMD reads
