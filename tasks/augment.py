@@ -13,7 +13,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [B,3,H,W] -> float32 normalised with ImageNet mean/std (as the official code does for both datasets)."""
-    x = images.float().div_(255.0)
+    x = images.float() / 255.0  # never in place: a float input must not be modified
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -53,6 +53,9 @@ def continual_tasks(data: ImageSet, class_ids: list[int], n_tasks: int, classes_
     """`n_tasks` tasks of `classes_per_task` classes drawn from `class_ids` (see module docstring)."""
     if n_tasks <= 0 or classes_per_task <= 0:
         raise DataError(f"continual tasks and classes per task must be positive, got {n_tasks} and {classes_per_task}")
+    for label, value in (("images per class", images_per_class), ("test images per class", test_per_class)):
+        if value is not None and value <= 0:
+            raise DataError(f"continual {label} must be positive (or all), got {value}")
     if classes_per_task > len(class_ids):
         raise DataError(f"{classes_per_task} classes per task but only {len(class_ids)} classes in the pool")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2718]))

@@ -41,7 +41,8 @@ class Episode:
 
 
 def _rng(*keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([abs(int(k)) for k in keys]))
+    # two's complement on 64 bits: non-negative seeds are unchanged, and -s is not an alias of s
+    return np.random.default_rng(np.random.SeedSequence([int(k) % (1 << 64) for k in keys]))
 
 
 def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: int, n_query: int | None,
@@ -67,6 +68,11 @@ def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: in
             have = int(test_counts[data.class_id(shortq[0])])
             raise DataError(f"{n_query} queries per class asked, but class {shortq[0]} has only {have} test images; "
                             f"lower the profile's queries to at most {have} or use 'all'")
+    else:
+        empty = [data.class_names[c] for c in class_ids if int(test_counts[c]) == 0]
+        if empty:
+            raise DataError(f"class {empty[0]} has no test images to query; check the dataset's test/val split "
+                            "or leave the class out of the split")
     pools = {c: (data.indices(c, TRAIN_POOL), data.indices(c, TEST_POOL)) for c in class_ids}
     episodes = []
     for i in range(n_episodes):
