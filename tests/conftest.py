@@ -124,19 +124,19 @@ def write_tiny_imagenet(root: Path, n_classes: int = 4, n_train: int = 5, n_val:
     for c, w in enumerate(wnids):
         d = root / "train" / w
         for i in range(n_train):
-            write_image(d / "images" / f"{w}_{i}.JPEG", PALETTE[c], (size, size))
+            write_image(d / "images" / f"{w}_{i}.JPEG", PALETTE[c % len(PALETTE)], (size, size))
         (d / f"{w}_boxes.txt").write_text("".join(f"{w}_{i}.JPEG\t0\t0\t10\t10\n" for i in range(n_train)))
     val = [w for w in wnids for _ in range(n_val)]
     rng.shuffle(val)
     lines = []
     for j, w in enumerate(val):
-        write_image(root / "val" / "images" / f"val_{j}.JPEG", PALETTE[wnids.index(w)], (size, size))
+        write_image(root / "val" / "images" / f"val_{j}.JPEG", PALETTE[wnids.index(w) % len(PALETTE)], (size, size))
         lines.append(f"val_{j}.JPEG\t{w}\t0\t0\t10\t10\n")
     (root / "val" / "val_annotations.txt").write_text("".join(lines))
     if grey_first:  # the real data has greyscale JPEGs; the loader must turn them into RGB
         p = root / "train" / wnids[0] / "images" / f"{wnids[0]}_0.JPEG"
         Image.fromarray(np.full((size, size), 77, dtype=np.uint8), mode="L").save(p, format="JPEG")
-    return {"wnids": wnids, "colours": [PALETTE[c] for c in range(n_classes)],
+    return {"wnids": wnids, "colours": [PALETTE[c % len(PALETTE)] for c in range(n_classes)],
             "val": {f"val_{j}.JPEG": w for j, w in enumerate(val)}, "grey": (wnids[0], 0)}
 
 
