@@ -60,17 +60,19 @@ def _l2l():
 
 
 class EpisodeBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm with batch statistics only; `stats_rows = n` takes the moments from the first n rows."""
+    """BatchNorm with batch statistics only (biased variance, as in training-mode BN); `stats_rows = n`
+    takes the moments from the first n rows."""
 
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__(num_features, eps=eps, affine=True, track_running_stats=False)
         self.stats_rows: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Written with elementary ops rather than F.batch_norm: under torch.func, grad-of-grad through
+        # F.batch_norm(training=True) disagrees with finite differences (torch 2.14; autograd's
+        # double backward agrees), and the functional MAML step must match learn2learn's exactly.
         rows = self.stats_rows
-        if rows is None or rows >= x.shape[0]:
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        ref = x[:rows]
+        ref = x if rows is None or rows >= x.shape[0] else x[:rows]
         mean = ref.mean(dim=(0, 2, 3))
         var = ref.var(dim=(0, 2, 3), unbiased=False)
         scale = self.weight * torch.rsqrt(var + self.eps)
@@ -149,7 +151,7 @@ def l2l_meta_gradient(maml: nn.Module, tasks: Sequence[TaskTensors], steps: int,
         adapt(learner, t.xs, t.ys, steps)
         loss = F.cross_entropy(forward_query(learner, t.xs, t.xq, bn_mode), t.yq) / len(tasks)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     return total
 
 
@@ -280,7 +282,7 @@ class MAML(Method):
             loss = protomaml_query_loss(self.maml.clone(), t, self.n_way, steps, float(cfg["inner_lr"]),
                                         self.bn_mode) / len(tasks)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         return total
 
     def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:

@@ -121,7 +121,7 @@ class MatchingNet(Method):
             loss.backward()
             opt.step()
             sched.step()
-            log.append(float(loss))
+            log.append(float(loss.detach()))
         return {"net": state_to_cpu(net), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:

@@ -69,7 +69,7 @@ class ProtoNet(Method):
             loss.backward()
             opt.step()
             sched.step()
-            log.append(float(loss))
+            log.append(float(loss.detach()))
         return {"encoder": state_to_cpu(enc), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
