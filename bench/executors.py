@@ -3,12 +3,15 @@
 - `serial`: in this process, in order (default; simplest to debug).
 - `process`: a local pool of worker processes, each with a torch thread pool sized so that
   workers x threads does not oversubscribe the cores.
-- `ray`: see bench/ray_executor.py (optional extra).
-Every executor yields (cell, result) as cells finish; the driver writes each one at once, so an
-interrupted run keeps every finished cell.
+- `ray`: see bench/ray_executor.py (optional extra: `pip install '.[ray]'`).
+Every executor yields (cell, result) as cells finish, with the caller's own `Cell` objects; the
+driver writes each one at once, so an interrupted run keeps every finished cell.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -17,6 +20,7 @@ from bench.errors import UsageError
 from bench.runner import Cell, RunSpec, execute_cell
 
 EXECUTORS = ("serial", "process", "ray")
+RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install '.[ray]' (or pip install 'ray[default]')"
 
 
 def _init_worker(threads: int) -> None:
@@ -30,15 +34,34 @@ def run_serial(spec: RunSpec, cells: list[Cell]) -> Iterator[tuple[Cell, dict]]:
         yield cell, execute_cell(spec, cell)
 
 
+def pool_shape(workers: int | None) -> tuple[int, int]:
+    """(workers, torch threads per worker): default one worker per core, threads = cores // workers."""
+    cores = os.cpu_count() or 1
+    workers = max(1, workers or cores)
+    return workers, max(1, cores // workers)
+
+
 def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) -> Iterator[tuple[Cell, dict]]:
-    workers = max(1, workers or os.cpu_count() or 1)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # Cells sharing an artifact are grouped by the artifact file lock (methods/artifacts.py):
-    # the first worker trains it, the others wait and load it.
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(threads,)) as pool:
+    """A local process pool. Workers are spawned, not forked: the driver has already run torch
+    (loading the data), and forking a process with live OpenMP threads can deadlock the child.
+    Each worker keeps its Env (data, prepared methods) across cells. Cells sharing an artifact are
+    serialised by the artifact file lock (methods/artifacts.py): one worker trains it, the others
+    wait and load it. No retries: a dead worker fails the run (use `ray` for that)."""
+    if not cells:
+        return
+    workers, threads = pool_shape(workers)
+    workers = min(workers, len(cells))
+    spec = dataclasses.replace(spec, threads=threads)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
         futures = {pool.submit(execute_cell, spec, c): c for c in cells}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
 
 
 def run_cells(executor: str, spec: RunSpec, cells: list[Cell], workers: int | None = None,
@@ -48,9 +71,9 @@ def run_cells(executor: str, spec: RunSpec, cells: list[Cell], workers: int | No
     if executor == "process":
         return run_process(spec, cells, workers)
     if executor == "ray":
-        try:
-            from bench.ray_executor import run_ray
-        except ImportError as exc:
-            raise UsageError("--executor ray needs Ray: pip install '.[ray]' (or pip install 'ray[default]')") from exc
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError(RAY_MISSING)
+        from bench.ray_executor import run_ray
+
         return run_ray(spec, cells, workers, ray_address)
     raise UsageError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")

@@ -1,0 +1,66 @@
+"""Figure 6: (a) individual-model accuracy against the collective checkpoint (task index) the
+learngene was taken from; (b) learning curves when the 3 inherited blocks come from the front,
+middle or top of a uniform-width collective network (no widening), as the paper describes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.experiments.selection import fig6b_methods
+from bench.plots import line_with_band
+from bench.report import ReportContext
+from bench.runner import Cell, Env, RunSpec, run_episodes
+
+NAME = "fig6"
+DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"
+POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "middle",
+                  "learngene-top-uniform": "top (conv 11-13)"}
+
+
+def _cfg(profile: dict) -> dict:
+    return profile.get("experiments", {}).get("fig6", {})
+
+
+def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
+    cfg = _cfg(spec.profile)
+    seeds = int(spec.profile["episodes"]["seeds"])
+    shots = int(cfg.get("shots", 20))
+    out = []
+    if "learngene" in methods:
+        out += [Cell(NAME, "learngene", {"panel": "checkpoint", "checkpoint": int(t), "shots": shots, "seed": s,
+                                         "method_options": {"checkpoint": int(t)}})
+                for s in range(seeds) for t in cfg["checkpoints"]]
+    out += [Cell(NAME, m, {"panel": "position", "shots": shots, "seed": s})
+            for s in range(seeds) for m in fig6b_methods(methods)]
+    return out
+
+
+def run(cell: Cell, env: Env) -> list[dict]:
+    p = cell.params
+    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], options=p.get("method_options"))
+
+
+def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
+    out = []
+    for key, g in ctx.groups(df):
+        a = g[(g.panel == "checkpoint") & (g.metric == "accuracy")]
+        if not a.empty:
+            out.append(line_with_band(
+                a.assign(method="learngene"), "checkpoint", "method", ctx.figure_path("fig6a_checkpoint", key),
+                title=f"Fig. 6(a): accuracy vs the collective checkpoint the learngene came from\n{key.dataset} "
+                      f"{key.image_size}px, 5-way {int(a['shots'].iloc[0])}-shot, profile {key.profile}",
+                xlabel="collective-model task index at extraction", ylabel="final test accuracy (%)",
+                note="bands: 95% t-CI over tasks × seeds"))
+        b = g[(g.panel == "position") & (g.metric == "curve")]
+        if not b.empty:
+            b = b.assign(position=b["method"].map(POSITION_LABEL).fillna(b["method"]))
+            out.append(line_with_band(
+                b, "epoch", "position", ctx.figure_path("fig6b_position", key),
+                title=f"Fig. 6(b): learngene position in a uniform-width collective network\n{key.dataset} "
+                      f"{key.image_size}px, 5-way {int(b['shots'].iloc[0])}-shot, profile {key.profile}",
+                xlabel="training epoch", ylabel="test accuracy on novel classes (%)",
+                hue_order=[POSITION_LABEL[m] for m in POSITION_LABEL if POSITION_LABEL[m] in set(b["position"])],
+                note="bands: 95% t-CI over tasks × seeds"))
+    return out
