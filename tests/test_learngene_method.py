@@ -1,0 +1,141 @@
+"""Learngene end to end on tiny synthetic data: inheritance, fresh start per episode, accuracy sanity,
+variants, open-world rows and ρ rows through the artifact cache."""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from methods import registry
+from methods.artifacts import ArtifactCache
+from methods.backbones import CollectiveNet
+from methods.base import EpisodeData, SourceData
+from methods.learngene.collective import ContinualLearner
+from methods.learngene.inherit import build_individual, extract_learngene, gene_blocks
+from methods.learngene.method import (accuracy_rows, collective_artifact, open_world_rows, rank_layers_by_trend,
+                                      rho_rows)
+from tasks.datasets import make_synthetic
+from tasks.episodes import sample_episodes
+from tasks.splits import seeded_split
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_profile() -> dict:
+    prof = tomllib.loads((ROOT / "bench/profiles/smoke.toml").read_text())
+    prof["collective"].update(tasks=3, epochs=2, images_per_class=20, test_per_class=5, widen_until=2,
+                              learngene_task=2, checkpoints=[1, 2], lr=0.01)
+    prof["experiments"]["fig6"]["checkpoints"] = [1]
+    prof["individual"].update(epochs=15, lr=0.005, width=0.125)
+    return prof
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    data = make_synthetic(num_classes=30, train_per_class=30, test_per_class=10, seed=0)
+    src = SourceData(data, seeded_split(data, 0), seed=0, dataset="synthetic")
+    cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
+    prof = tiny_profile()
+    ep = sample_episodes(data, src.novel_ids, 5, 20, 10, 2, 0)
+    eps = [EpisodeData(data.images[e.support], e.support_labels, data.images[e.query], e.query_labels, 5, 20, 0, i)
+           for i, e in enumerate(ep)]
+    return src, cache, prof, eps
+
+
+def test_gene_positions():
+    assert gene_blocks(13, 3, "top") == [10, 11, 12]
+    assert gene_blocks(13, 3, "middle") == [5, 6, 7]
+    assert gene_blocks(13, 3, "front") == [0, 1, 2]
+    with pytest.raises(ValueError):
+        gene_blocks(13, 3, "side")
+
+
+@pytest.mark.parametrize("position", ["top", "middle", "front"])
+def test_inheritance_copies_exactly_the_chosen_blocks(position):
+    torch.manual_seed(0)
+    net = CollectiveNet(5, 32, width=0.125)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+    entry = ContinualLearner(net, make_synthetic(5, 2, 1), {}, device=torch.device("cpu"), seed=0).state()
+    gene = extract_learngene(entry, 3, position)
+    ind = build_individual(gene, 5, 32, 0.125)
+    for block, i in zip(ind.gene, gene["indices"]):
+        src = net.blocks[i].state_dict()
+        for k, v in block.state_dict().items():
+            assert torch.equal(v, src[k]), (position, i, k)
+    assert ind.front[-1][0].out_channels == (net.widths[gene["indices"][0] - 1] if position != "front" else 3)
+
+
+def test_each_episode_starts_from_the_same_learngene(setup):
+    src, cache, prof, eps = setup
+    m = registry.get("learngene")
+    m.prepare(src, prof, cache)
+    before = copy.deepcopy(m.gene)
+    r1 = m.run_episode(eps[0], prof)
+    for a, b in zip(before["blocks"], m.gene["blocks"]):
+        assert all(torch.equal(a[k], b[k]) for k in a)  # prepared state untouched
+    assert r1.extra["gene_blocks"] == [11, 12, 13] and r1.extra["ewc_penalty_final"] > 0
+    # the same episode again gives the same result (fresh front/head seeded by the episode, same learngene)
+    assert m.run_episode(eps[0], prof).curve == r1.curve
+
+
+def test_easy_task_high_accuracy_and_shuffled_labels_near_chance(setup):
+    src, cache, prof, eps = setup
+    m = registry.get("learngene")
+    m.prepare(src, prof, cache)
+    r = m.run_episode(eps[0], prof)
+    assert max(r.curve) >= 0.9 and len(r.curve) == prof["individual"]["epochs"]
+    shuffled = copy.copy(eps[0])
+    shuffled.support_y = eps[0].support_y[torch.randperm(100, generator=torch.Generator().manual_seed(0))]
+    r = m.run_episode(shuffled, prof)
+    assert r.curve[-1] <= 0.5
+
+
+def test_reuse_across_tasks_reproduces_the_official_leak(setup):
+    src, cache, prof, eps = setup
+    prof = copy.deepcopy(prof)
+    prof["individual"]["epochs"] = 1
+    leak = registry.get("learngene-ewc0", reuse_across_tasks=True)
+    leak.prepare(src, prof, cache)
+    leak.run_episode(eps[0], prof)
+    carried = {k: v.clone() for k, v in leak._carry.state_dict().items()}
+    fresh = build_individual(leak.gene, 5, 32, 0.125)
+    assert not torch.equal(carried["gene.0.0.weight"], fresh.gene[0][0].weight.detach())  # trained, not reset
+
+
+def test_variants_and_checkpoint_option(setup):
+    src, cache, prof, eps = setup
+    assert {"learngene", "learngene-ewc0", "learngene-ewc5000", "learngene-front", "learngene-openworld",
+            "learngene-official"} <= set(registry.names())
+    m = registry.get("learngene", checkpoint=1)
+    m.prepare(src, prof, cache)
+    assert m.gene_source == "task 1"
+    with pytest.raises(ValueError, match="no collective checkpoint"):
+        registry.get("learngene", checkpoint=0).prepare(src, prof, cache)
+    mid = registry.get("learngene-middle")
+    mid.prepare(src, prof, cache)
+    assert mid.gene["indices"] == [5, 6, 7] and len(set(mid.gene["widths"])) == 1  # uniform network
+    n_built = len(cache.built)
+    collective_artifact(src, prof, cache, "cpu")  # shared, not retrained
+    assert len(cache.built) == n_built
+
+
+def test_rows_for_experiments(setup):
+    src, cache, prof, _ = setup
+    rows = rho_rows(src, prof, cache, "cpu")
+    assert len(rows) == 3 * 13 * 2 and {"task", "layer", "mode", "sigma", "rho"} <= set(rows[0])
+    ranked = rank_layers_by_trend(rows, "abs")
+    assert [r["rank"] for r in ranked] == list(range(1, 14))
+    assert len(rho_rows(src, prof, cache, "cpu", per_epoch=True)) == 2 * len(rows)
+    acc = accuracy_rows(src, prof, cache, "cpu")
+    assert acc[-1]["kind"] == "summary" and len(acc) == 6 + 1
+    ow = open_world_rows(src, prof, cache, "cpu")
+    det = ow[0]
+    assert det["kind"] == "detection" and 0.0 <= det["auroc"] <= 1.0 and det["positive"] == "open-world"
+    assert {r.get("stage") for r in ow[1:]} == {"before", "after"}
