@@ -218,7 +218,7 @@ def test_missing_ray_says_how_to_install(grid_env, monkeypatch, capsys):
     rc = cli.main(["run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic",
                    "--profile", str(grid_env / "profile.toml"), "--results-dir", str(grid_env / "noray"),
                    "--executor", "ray", "--no-report"])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().err.replace("\r", "\n").splitlines()  # tqdm redraws with \r
     assert rc == 2
     assert f"error: {RAY_MISSING}" in err and "pip install '.[ray]'" in RAY_MISSING
     assert not list((grid_env / "noray").glob("cells/*/*/done"))
