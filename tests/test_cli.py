@@ -1,0 +1,144 @@
+"""The command line as a user meets it: listings, dry runs, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_list_methods_shows_every_method_with_description(capsys):
+    code, out, _ = run(capsys, "list", "methods")
+    assert code == 0
+    names = [ln.split()[0] for ln in out.splitlines()]
+    for required in ("scratch", "learngene", "maml", "fomaml", "protomaml", "protonet", "matchingnet", "finetune",
+                     "finetune++", "deepemd"):
+        assert required in names
+    assert all(len(ln.split(None, 1)) == 2 for ln in out.splitlines())
+
+
+@pytest.mark.parametrize("what", ["experiments", "datasets", "profiles"])
+def test_list_other(capsys, what):
+    code, out, _ = run(capsys, "list", what)
+    assert code == 0 and out.strip()
+
+
+def test_unknown_method_lists_valid_ones(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--method", "nope", "--dataset", "synthetic", "--results-dir", str(tmp_path))
+    assert_one_line_error(code, err, "unknown method 'nope'", "scratch")
+
+
+def test_unknown_experiment(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--experiment", "table9", "--dataset", "synthetic", "--results-dir", str(tmp_path))
+    assert_one_line_error(code, err, "table9", "table3")
+
+
+def test_unknown_profile(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--profile", "huge", "--dataset", "synthetic", "--results-dir", str(tmp_path))
+    assert_one_line_error(code, err, "unknown profile 'huge'", "smoke")
+
+
+def test_unknown_dataset(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--dataset", "mnist", "--results-dir", str(tmp_path))
+    assert_one_line_error(code, err, "unknown dataset 'mnist'", "tiny-imagenet")
+
+
+def test_missing_dataset_says_where_it_looked(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--dataset", "tiny-imagenet", "--data-dir", str(tmp_path / "empty"),
+                       "--profile", "smoke", "--results-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, str(tmp_path / "empty"), "--data-dir", "--dataset synthetic")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("done"))
+
+
+def test_corrupt_archive(capsys, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "tiny-imagenet-200.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
+    code, _, err = run(capsys, "run", "--dataset", "tiny-imagenet", "--data-dir", str(data), "--profile", "smoke",
+                       "--results-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "zip")
+
+
+def test_truncated_archive(capsys, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("tiny-imagenet-200/wnids.txt", "n0001\n" * 10)
+        zf.writestr("tiny-imagenet-200/words.txt", "n0001\tthing\n")
+    raw = good.read_bytes()
+    (data / "tiny-imagenet-200.zip").write_bytes(raw[: len(raw) // 2])
+    code, _, err = run(capsys, "run", "--dataset", "tiny-imagenet", "--data-dir", str(data), "--profile", "smoke",
+                       "--results-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err)
+
+
+def test_offline_auto_without_data(capsys, tmp_path, monkeypatch):
+    import tasks.datasets as ds
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", offline)
+    code, _, err = run(capsys, "run", "--data-dir", str(tmp_path / "nothing"), "--profile", "smoke",
+                       "--results-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "--data-dir", "BENCH_DATA_DIR", "--dataset synthetic")
+    assert ds.resolve_auto(tmp_path / "nothing") == "cifar100"
+
+
+def test_more_shots_than_images(capsys, tmp_path):
+    prof = tmp_path / "p.toml"
+    text = (Path(__file__).resolve().parents[1] / "bench" / "profiles" / "smoke.toml").read_text()
+    prof.write_text(text.replace("shots = [10, 20]", "shots = [10, 500]"))
+    code, _, err = run(capsys, "run", "--dataset", "synthetic", "--profile", str(prof), "--results-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "500 shots", "lower")
+    assert not (tmp_path / "r" / "cells").exists()
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--tasks", "--image-size", "--workers"])
+@pytest.mark.parametrize("value", ["0", "-3", "abc"])
+def test_non_positive_numbers(capsys, tmp_path, flag, value):
+    code, _, err = run(capsys, "run", "--dataset", "synthetic", flag, value, "--results-dir", str(tmp_path))
+    assert code == 2
+    assert "positive integer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_results_dir(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "run", "--method", "scratch", "--dataset", "synthetic", "--profile", "smoke",
+                       "--results-dir", str(blocker / "results"))
+    assert_one_line_error(code, err, "not writable", "--results-dir")
+
+
+def test_dry_run_prints_grid_and_estimate_and_writes_nothing(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--method", "all", "--dataset", "synthetic", "--profile", "paper",
+                       "--results-dir", str(tmp_path / "r"), "--dry-run")
+    assert code == 0
+    assert "table3" in out and "estimated compute" in out and "H100" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_without_results(capsys, tmp_path):
+    code, _, err = run(capsys, "report", "--results-dir", str(tmp_path / "none"))
+    assert_one_line_error(code, err, "run `python -m bench run` first")
