@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from bench import profiles as profiles_mod
 from bench.errors import UsageError
-from bench.executors import EXECUTORS, run_cells
+from bench.executors import EXECUTORS, check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.runner import Cell, Env, RunSpec, cell_config, resolve_device
 from bench.store import ResultsStore
@@ -180,6 +180,7 @@ def _validate_shots(env: Env, profile: dict) -> None:
 def cmd_run(args) -> int:
     import methods
 
+    check_executor(args.executor)
     profile = profiles_mod.load_profile(args.profile)
     method_names = _select(args.method, methods.names(), "method")
     experiments = _select(args.experiment, list(EXPERIMENT_NAMES), "experiment")

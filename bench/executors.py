@@ -64,15 +64,23 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
                 fut.cancel()
 
 
+def check_executor(executor: str) -> None:
+    """Fail before any work (one line, exit 2) when the executor cannot run here."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError(RAY_MISSING)
+
+
 def run_cells(executor: str, spec: RunSpec, cells: list[Cell], workers: int | None = None,
               ray_address: str | None = None) -> Iterator[tuple[Cell, dict]]:
+    """Yield (cell, result) for every cell, as they finish, with the caller's own Cell objects."""
     if executor == "serial":
         return run_serial(spec, cells)
     if executor == "process":
         return run_process(spec, cells, workers)
+    check_executor(executor)
     if executor == "ray":
-        if importlib.util.find_spec("ray") is None:
-            raise UsageError(RAY_MISSING)
         from bench.ray_executor import run_ray
 
         return run_ray(spec, cells, workers, ray_address)

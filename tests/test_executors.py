@@ -218,8 +218,8 @@ def test_missing_ray_says_how_to_install(grid_env, monkeypatch, capsys):
     rc = cli.main(["run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic",
                    "--profile", str(grid_env / "profile.toml"), "--results-dir", str(grid_env / "noray"),
                    "--executor", "ray", "--no-report"])
-    err = capsys.readouterr().err.replace("\r", "\n").splitlines()  # tqdm redraws with \r
+    err = capsys.readouterr().err
     assert rc == 2
-    assert f"error: {RAY_MISSING}" in err and "pip install '.[ray]'" in RAY_MISSING
+    assert err == f"error: {RAY_MISSING}\n" and "pip install '.[ray]'" in err  # one line, before any work
     assert not list((grid_env / "noray").glob("cells/*/*/done"))
 
