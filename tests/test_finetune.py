@@ -29,6 +29,15 @@ PROFILE = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine (20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_cosine_head_logits_are_scale_times_cosine():
     torch.manual_seed(0)
     head = CosineHead(12, 5, scale=7.0)
