@@ -43,7 +43,9 @@ RATES: dict[str, float] = {}
 
 
 def _enabled(config) -> bool:
-    return not config.getoption("benchmark_disable", default=False)
+    """--benchmark-enable wins over the project's default --benchmark-disable (addopts)."""
+    return bool(config.getoption("benchmark_enable", default=False)) or \
+        not config.getoption("benchmark_disable", default=False)
 
 
 @pytest.fixture(scope="module")
