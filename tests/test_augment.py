@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.augment import (IMAGENET_MEAN, IMAGENET_STD, eval_transform, random_crop, random_flip, to_float,
-                           train_transform)
+from tasks.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    random_crop,
+    random_flip,
+    to_float,
+    train_transform,
+)
 
 
 def batch(n=64, size=8, seed=0) -> torch.Tensor:

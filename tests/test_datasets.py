@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (PALETTE, build_tiny_set, cifar_pixels, write_cifar100, write_image, write_tiny_imagenet,
-                      zip_folder)
+from conftest import (
+    PALETTE,
+    build_tiny_set,
+    cifar_pixels,
+    write_cifar100,
+    write_image,
+    write_tiny_imagenet,
+    zip_folder,
+)
 
 import tasks.datasets as ds
 from tasks import DataError

@@ -14,8 +14,17 @@ from tasks.continual import continual_tasks, make_task
 from tasks.datasets import load_dataset, make_synthetic
 from tasks.episodes import Episode, sample_episodes
 from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
-from tasks.splits import (CIFAR_FS_BASE, CIFAR_FS_NOVEL, CIFAR_FS_OPEN, MINI_BASE, MINI_NOVEL, MINI_OPEN,
-                          ClassSplit, resolve_split, seeded_split)
+from tasks.splits import (
+    CIFAR_FS_BASE,
+    CIFAR_FS_NOVEL,
+    CIFAR_FS_OPEN,
+    MINI_BASE,
+    MINI_NOVEL,
+    MINI_OPEN,
+    ClassSplit,
+    resolve_split,
+    seeded_split,
+)
 
 # The 100 CIFAR-100 fine label names, in the official `meta` order.
 CIFAR100_NAMES = (
