@@ -158,6 +158,7 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     "final": network state after the new tasks}.
     """
     head = artifact["head"]
+    k_local = max(len(tk.classes) for tk in tasks)  # task-local labels live on outputs 0..k_local-1
     net = model_from_state(artifact["final"]).to(device)
     known = sorted({c for tk in tasks for c in tk.classes})
     id_idx = torch.cat([data.indices(c, TEST_POOL) for c in known])
@@ -167,7 +168,7 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
 
     def score(idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         out = predict(net, data.images[idx], device).float().cpu()
-        allowed = out if head == "class_incremental" else out[:, :5]
+        allowed = out if head == "class_incremental" else out[:, :k_local]
         return openness(out).numpy(), allowed.argmax(1).numpy()
 
     p_id_t, _ = score(id_tune)
@@ -194,8 +195,9 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     new_tasks = []
     cap = cfg.get("images_per_class")
     test_cap = cfg.get("test_per_class")
-    for k in range(len(recognised) // 5):
-        classes = tuple(recognised[5 * k:5 * k + 5])
+    per = int(cfg.get("classes_per_task", 5))
+    for k in range(len(recognised) // per):
+        classes = tuple(recognised[per * k:per * k + per])
         tr = [per_class[c][:cap] for c in classes]
         te = [data.indices(c, TEST_POOL)[:test_cap] for c in classes]
         task = ContinualTask(len(tasks) + k, classes, torch.cat(tr),
