@@ -43,8 +43,16 @@ from torch import nn
 
 from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.episodic import (TaskTensors, artifact_config, build_backbone, class_means, derived_seed,
-                              meta_train_tasks, seeded, state_to_cpu)
+from methods.episodic import (
+    TaskTensors,
+    artifact_config,
+    build_backbone,
+    class_means,
+    derived_seed,
+    meta_train_tasks,
+    seeded,
+    state_to_cpu,
+)
 from methods.registry import register
 from methods.training import accuracy
 from tasks.augment import eval_transform
@@ -103,7 +111,7 @@ def bn_statistics_from(module: nn.Module, rows: int | None) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, r in zip(layers, old):
+        for m, r in zip(layers, old, strict=True):
             m.stats_rows = r
 
 

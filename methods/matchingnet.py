@@ -10,7 +10,8 @@ NLL of that label mixture. Choices where references disagree (spec/baselines.md 
   bidirectional LSTM over the (class-major) support embeddings, g(x_i) = z_i + h→_i + h←_i, and f is an
   attention LSTM that reads the support set for `fce_steps` steps (the paper's K; CloserLook uses one
   step per support image, which is 100 steps at 20 shots).
-- Adam (`lr`), halved every `lr_halve_every` meta-iterations; BatchNorm with running statistics at test.
+- Adam (`lr`), halved every `lr_halve_every` meta-iterations; BatchNorm with running statistics at
+  test, re-estimated over `bn_recalibration_episodes` base episodes after meta-training.
 """
 from __future__ import annotations
 
@@ -24,8 +25,18 @@ from torch import nn
 
 from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.episodic import (artifact_config, build_backbone, derived_seed, embed_eval, halving_scheduler,
-                              meta_train_tasks, seeded, state_to_cpu)
+from methods.episodic import (
+    TaskTensors,
+    artifact_config,
+    build_backbone,
+    derived_seed,
+    embed_eval,
+    halving_scheduler,
+    meta_train_tasks,
+    recalibrate_bn,
+    seeded,
+    state_to_cpu,
+)
 from methods.registry import register
 from methods.training import accuracy
 
@@ -104,6 +115,13 @@ class MatchingNet(Method):
         self.net.to(self.device).eval()
         self.train_log = state.get("log", [])
 
+    def episode_loss(self, task: TaskTensors, way: int) -> torch.Tensor:
+        """Query NLL of the attention-weighted label mixture for one training episode."""
+        z = self.net.encoder(torch.cat([task.xs, task.xq]))
+        n_s = task.xs.shape[0]
+        p = self.net.probs_from_embeddings(z[:n_s], task.ys, z[n_s:], way)
+        return F.nll_loss(torch.log(p + EPS), task.yq)
+
     def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         net = self.net
         net.train()
@@ -113,15 +131,15 @@ class MatchingNet(Method):
         log: list[float] = []
         for task in meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
                                      int(cfg["meta_iterations"]), seed, self.device):
-            z = net.encoder(torch.cat([task.xs, task.xq]))
-            n_s = task.xs.shape[0]
-            p = net.probs_from_embeddings(z[:n_s], task.ys, z[n_s:], way)
-            loss = F.nll_loss(torch.log(p + EPS), task.yq)
+            loss = self.episode_loss(task, way)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             log.append(float(loss.detach()))
+        recal = meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
+                                 int(cfg["bn_recalibration_episodes"]), seed + 1, self.device)
+        recalibrate_bn(net.encoder, recal)
         return {"net": state_to_cpu(net), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:

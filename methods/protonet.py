@@ -7,7 +7,8 @@ Choices where references disagree (spec/baselines.md §4.3):
   shot. One artifact serves every test shot, so `train_shots` is a single profile value.
 - Optimiser: Adam (`lr`), halved every `lr_halve_every` meta-iterations (the paper halves every 2000
   episodes); no weight decay. BatchNorm: batch statistics while meta-training, running statistics at
-  test (the standard non-transductive evaluation).
+  test (the standard non-transductive evaluation), re-estimated exactly over
+  `bn_recalibration_episodes` base episodes after meta-training (`episodic.recalibrate_bn`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,19 @@ import torch.nn.functional as F
 
 from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.episodic import (artifact_config, build_backbone, class_means, derived_seed, embed_eval,
-                              halving_scheduler, meta_train_tasks, seeded, state_to_cpu)
+from methods.episodic import (
+    TaskTensors,
+    artifact_config,
+    build_backbone,
+    class_means,
+    derived_seed,
+    embed_eval,
+    halving_scheduler,
+    meta_train_tasks,
+    recalibrate_bn,
+    seeded,
+    state_to_cpu,
+)
 from methods.registry import register
 from methods.training import accuracy
 
@@ -53,6 +65,12 @@ class ProtoNet(Method):
         self.encoder.to(self.device).eval()
         self.train_log = state.get("log", [])
 
+    def episode_loss(self, task: TaskTensors, way: int) -> torch.Tensor:
+        """Query cross-entropy of one training episode (support and query share one BN batch)."""
+        z = self.encoder(torch.cat([task.xs, task.xq]))
+        n_s = task.xs.shape[0]
+        return F.cross_entropy(prototype_logits(z[:n_s], task.ys, z[n_s:], way), task.yq)
+
     def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         enc = self.encoder
         enc.train()
@@ -62,14 +80,15 @@ class ProtoNet(Method):
         log: list[float] = []
         for task in meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
                                      int(cfg["meta_iterations"]), seed, self.device):
-            z = enc(torch.cat([task.xs, task.xq]))
-            n_s = task.xs.shape[0]
-            loss = F.cross_entropy(prototype_logits(z[:n_s], task.ys, z[n_s:], way), task.yq)
+            loss = self.episode_loss(task, way)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             log.append(float(loss.detach()))
+        recal = meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
+                                 int(cfg["bn_recalibration_episodes"]), seed + 1, self.device)
+        recalibrate_bn(enc, recal)
         return {"encoder": state_to_cpu(enc), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
