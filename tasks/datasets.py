@@ -322,12 +322,19 @@ def fetch_cifar100(root: Path) -> None:
     """Download and extract CIFAR-100 with torchvision's downloader (checks the official md5)."""
     from torchvision.datasets.utils import download_and_extract_archive
 
-    root.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (root, *root.parents) if not p.exists()]
     try:
+        root.mkdir(parents=True, exist_ok=True)
         download_and_extract_archive(CIFAR100_URL, str(root), md5=CIFAR100_MD5)
     except Exception as exc:  # urllib errors, md5 mismatch, tar errors
+        for p in created:  # leave nothing behind: remove the folders made for the download if still empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        why = " ".join(str(exc).split())  # one line, whatever the exception's text
         raise DataError(
-            f"could not download CIFAR-100 into {root} ({type(exc).__name__}: {exc}); "
+            f"could not download CIFAR-100 into {root} ({type(exc).__name__}: {why}); "
             "this machine may be offline: put a dataset in --data-dir or BENCH_DATA_DIR, or use --dataset synthetic"
         ) from exc
 
