@@ -191,6 +191,11 @@ def test_cifar100_offline_download_failure(tmp_path, cache_dir, monkeypatch):
         msg = one_line(exc)
         assert "offline" in msg and "--data-dir" in msg and "BENCH_DATA_DIR" in msg and "--dataset synthetic" in msg
         assert str(empty) in msg
+    absent = tmp_path / "not" / "there"
+    with pytest.raises(DataError) as exc:
+        load_dataset("auto", data_dir=absent)
+    assert "offline" in one_line(exc)
+    assert not (tmp_path / "not").exists(), "a failed download leaves no folders behind"
 
 
 def test_cifar100_missing_without_download(tmp_path, cache_dir):

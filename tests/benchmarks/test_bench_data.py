@@ -10,8 +10,13 @@ images per second. Run it for numbers (the ratio is printed and stored in extra_
 With the project's default `--benchmark-disable` each side runs once on a small workload (200
 images) and only its correctness checks run, so the normal test run stays fast. The images are
 ~2000 train images of the first 20 classes of ../shared/data/tiny-imagenet-100.zip (32 px, as the
-quick profile uses them) when the zip is there, else synthetic ones. The DataLoader uses
-num_workers=0: the machines this suite targets have 2 cores, and both sides then use one process.
+quick profile uses them) when the zip is there, else synthetic ones.
+
+Both sides run on one core: the DataLoader with num_workers=0 and both with one torch intra-op
+thread. The baseline's per-image ops are below torch's parallel grain size, so it is single-threaded
+anyway; pinning the tensor side too makes the comparison core for core. It also matters: on a
+2-core machine shared with other jobs, two OpenMP threads on these small batches stalled at their
+barriers and ran 10x slower than one thread (seen while writing this benchmark).
 """
 from __future__ import annotations
 
@@ -92,6 +97,14 @@ def imagefolder_path(folder, seed: int = 0):
     return done, last
 
 
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _rate(benchmark, n: int) -> float | None:
     """Images per second from the fastest round: the machines are shared, and the minimum is the
     round least disturbed by other processes (pytest-benchmark's table shows median and mean too)."""
@@ -100,7 +113,7 @@ def _rate(benchmark, n: int) -> float | None:
     return n / benchmark.stats.stats.min
 
 
-def test_bench_tensor_episodes_and_batches(benchmark, bench_setup):
+def test_bench_tensor_episodes_and_batches(benchmark, bench_setup, one_thread):
     data, classes, n = bench_setup["data"], bench_setup["classes"], bench_setup["n"]
     x, y = benchmark.pedantic(tensor_path, args=(data, classes, n), rounds=10, warmup_rounds=1, iterations=1)
     assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32) and 0 < len(x) <= BATCH
@@ -112,7 +125,7 @@ def test_bench_tensor_episodes_and_batches(benchmark, bench_setup):
         benchmark.extra_info.update(images_per_s=round(rate), data=bench_setup["source"], images=n)
 
 
-def test_bench_imagefolder_dataloader(benchmark, bench_setup, capsys):
+def test_bench_imagefolder_dataloader(benchmark, bench_setup, capsys, one_thread):
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import ToTensor
 
