@@ -1,0 +1,45 @@
+"""bench.benchmarks_report: pytest-benchmark JSON -> markdown, ratios to each group's first row."""
+from __future__ import annotations
+
+import json
+
+from bench.benchmarks_report import fmt_time, main, render
+
+DOC = {
+    "machine_info": {"python_version": "3.11.9", "system": "Linux", "release": "6.1", "cpu": {"brand_raw": "Test CPU", "count": 2}},
+    "commit_info": {"id": "abcdef0123456789", "dirty": True},
+    "datetime": "2026-11-26T13:00:00.000000+00:00",
+    "benchmarks": [
+        {"group": "executors", "name": "test_serial", "stats": {"mean": 10.0, "min": 10.0, "max": 10.0, "rounds": 1},
+         "extra_info": {"cells": 8, "machine_state": {"big": "dict"}}},
+        {"group": "executors", "name": "test_ray", "stats": {"mean": 15.0, "min": 15.0, "max": 15.0, "rounds": 1},
+         "extra_info": {"startup_s": 6.25, "rss_idle_mib": 480.0}},
+        {"group": "data", "name": "test_gather", "stats": {"mean": 0.002, "min": 0.001, "max": 0.003, "rounds": 5},
+         "extra_info": {}},
+    ],
+}
+
+
+def test_render_groups_ratios_and_extra_info():
+    md = render(DOC)
+    assert "Test CPU (2 logical CPUs)" in md and "commit abcdef0123 (dirty)" in md
+    assert "| test_serial | 10 s | 10 s | 10 s | 1 | 1.00x | cells=8 |" in md
+    assert "| test_ray | 15 s | 15 s | 15 s | 1 | 1.50x | startup_s=6.25, rss_idle_mib=480 |" in md
+    assert "## data" in md and "| test_gather | 2 ms |" in md and "vs test_gather" in md
+    assert "machine_state" not in md
+
+
+def test_fmt_time_units():
+    assert fmt_time(2.5) == "2.5 s" and fmt_time(0.0125) == "12.5 ms" and fmt_time(3e-6) == "3 µs"
+
+
+def test_cli_writes_markdown_and_fails_in_one_line(tmp_path, capsys):
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(DOC))
+    out = tmp_path / "out" / "benchmarks.md"
+    assert main([str(src), "--out", str(out)]) == 0
+    assert out.read_text().startswith("# Benchmarks")
+    capsys.readouterr()
+    assert main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run the benchmarks first" in err
