@@ -11,8 +11,16 @@ from scipy.optimize import linprog
 from methods import registry
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
-from methods.deepemd import (centre_normalise, class_means, deepemd_profile, emd_flows, emd_logits,
-                             node_weights, normalise_masses, sfc_finetune)
+from methods.deepemd import (
+    centre_normalise,
+    class_means,
+    deepemd_profile,
+    emd_flows,
+    emd_logits,
+    node_weights,
+    normalise_masses,
+    sfc_finetune,
+)
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
