@@ -25,7 +25,7 @@ def _cfg(profile: dict) -> dict:
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     cfg = _cfg(spec.profile)
-    seeds = int(spec.profile["episodes"]["seeds"])
+    seeds = int(cfg.get("seeds", spec.profile["episodes"]["seeds"]))
     chosen = [m for m in METHODS if m in methods]
     out = []
     for s in range(seeds):

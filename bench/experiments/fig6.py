@@ -25,7 +25,7 @@ def _cfg(profile: dict) -> dict:
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     cfg = _cfg(spec.profile)
-    seeds = int(spec.profile["episodes"]["seeds"])
+    seeds = int(cfg.get("seeds", spec.profile["episodes"]["seeds"]))
     shots = int(cfg.get("shots", 20))
     out = []
     if "learngene" in methods:
@@ -39,7 +39,9 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
 
 def run(cell: Cell, env: Env) -> list[dict]:
     p = cell.params
-    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], options=p.get("method_options"))
+    tasks = _cfg(env.spec.profile).get("tasks")
+    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], n_tasks=int(tasks) if tasks else None,
+                        options=p.get("method_options"))
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
