@@ -52,7 +52,8 @@ def bench_setup(request, tmp_path_factory):
     if real.is_file():
         data = load_dataset("tiny-imagenet", data_dir=real.parent, image_size=32)
     else:
-        data = make_synthetic(num_classes=N_CLASSES, train_per_class=per_class, test_per_class=20, image_size=32)
+        data = make_synthetic(num_classes=N_CLASSES, train_per_class=max(per_class, 40), test_per_class=20,
+                              image_size=32)  # at least 20 shots per class for the episodes
     classes = list(range(N_CLASSES))
     idx = torch.cat([data.indices(c, TRAIN_POOL)[:per_class] for c in classes])
     folder = tmp_path_factory.mktemp("imagefolder")
