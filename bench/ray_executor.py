@@ -23,6 +23,13 @@ afterwards, every port bound to 127.0.0.1 (Ray binds all interfaces otherwise), 
 authentication with a fresh per-cluster token held in the environment, so nothing is written to
 `~/.ray`. A cluster we joined, or one already initialised in this process (the test fixture), is
 left running.
+
+Many machines (`--ray-address HOST:PORT`): every node needs this package installed
+(`pip install '.[ray]'`), the dataset at the same `--data-dir` path, and, when the cluster uses token
+authentication, the cluster's token in RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH). The results store
+need not be shared: workers never write it, and artifacts travel with the prepare tasks' results.
+GPU cells declare one GPU each, and Ray then runs each in a fresh worker (its default for GPU
+tasks), which frees GPU memory between cells at the cost of rebuilding the Env per cell.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ from pathlib import Path
 
 import ray
 
+from bench.errors import UsageError
 from bench.runner import Cell, RunSpec, env_for, execute_cell
 
 OBJECT_STORE_BYTES = 200 * 2**20
@@ -219,6 +227,8 @@ def run_ray(spec: RunSpec, cells: list[Cell], workers: int | None = None, ray_ad
         concurrency = max(1, min(workers or cpus_total, cpus_total))
         threads = max(1, cpus_total // concurrency)
         gpu = 1 if spec.device.startswith("cuda") else 0
+        if gpu and not ray.cluster_resources().get("GPU"):  # else every cell waits forever, unschedulable
+            raise UsageError("--device cuda, but the Ray cluster has no GPU; pass --device cpu or join a cluster with GPUs")
         opts = {"num_cpus": threads, "num_gpus": gpu, "memory": _cell_memory_bytes(spec, concurrency),
                 "max_retries": MAX_RETRIES, "retry_exceptions": False}
         groups: dict[Hashable, list[Cell]] = {}
