@@ -34,10 +34,13 @@ def run_serial(spec: RunSpec, cells: list[Cell]) -> Iterator[tuple[Cell, dict]]:
         yield cell, execute_cell(spec, cell)
 
 
-def pool_shape(workers: int | None) -> tuple[int, int]:
-    """(workers, torch threads per worker): default one worker per core, threads = cores // workers."""
+def pool_shape(workers: int | None, n_cells: int | None = None) -> tuple[int, int]:
+    """(workers, torch threads per worker): default one worker per core, never more workers than
+    cells, and threads = cores // workers so the pool does not oversubscribe the cores."""
     cores = os.cpu_count() or 1
     workers = max(1, workers or cores)
+    if n_cells:
+        workers = min(workers, n_cells)
     return workers, max(1, cores // workers)
 
 
@@ -49,8 +52,7 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
     wait and load it. No retries: a dead worker fails the run (use `ray` for that)."""
     if not cells:
         return
-    workers, threads = pool_shape(workers)
-    workers = min(workers, len(cells))
+    workers, threads = pool_shape(workers, len(cells))
     spec = dataclasses.replace(spec, threads=threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,

@@ -224,7 +224,7 @@ def run_ray(spec: RunSpec, cells: list[Cell], workers: int | None = None, ray_ad
     preps: list[ray.ObjectRef] = []
     try:
         cpus_total = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        concurrency = max(1, min(workers or cpus_total, cpus_total))
+        concurrency = max(1, min(workers or cpus_total, cpus_total, len(cells)))
         threads = max(1, cpus_total // concurrency)
         gpu = 1 if spec.device.startswith("cuda") else 0
         if gpu and not ray.cluster_resources().get("GPU"):  # else every cell waits forever, unschedulable

@@ -106,6 +106,8 @@ def test_pool_shape_does_not_oversubscribe(monkeypatch):
     assert pool_shape(2) == (2, 4)
     assert pool_shape(3) == (3, 2)
     assert pool_shape(16) == (16, 1)
+    assert pool_shape(None, n_cells=2) == (2, 4)  # never more workers than cells; spare cores become threads
+    assert pool_shape(4, n_cells=1) == (1, 8)
 
 
 def test_serial_grid_has_real_numbers(serial_results):
