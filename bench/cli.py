@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto (cuda if present)")
     r.add_argument("--executor", default="serial", choices=EXECUTORS, help="serial (default), process, ray")
     r.add_argument("--workers", type=_positive("--workers"), default=None, help="workers for process/ray")
+    r.add_argument("--threads", type=_positive("--threads"), default=None,
+                   help="torch threads per cell (default: all cores for serial, cores // workers for process/ray); "
+                   "CPU numbers depend on it, so pass the same value to compare executors exactly")
     r.add_argument("--ray-address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
     r.add_argument("--dry-run", action="store_true", help="print the grid of cells and its estimated cost; run nothing")
     r.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
@@ -150,7 +153,7 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
     spec = RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
                    profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
                    results_dir=str(store.root), device=resolve_device(args.device),
-                   split_file=str(args.split) if args.split else None)
+                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None))
     env = Env(spec)
     _validate_shots(env, spec.profile)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)

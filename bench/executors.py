@@ -29,19 +29,32 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def execute_recorded(spec: RunSpec, cell: Cell) -> dict:
+    """`execute_cell`, plus the torch thread count the cell ran with: on the CPU the numbers depend
+    on it (the order of float sums), so it is kept with each result."""
+    import torch
+
+    result = execute_cell(spec, cell)
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
 def run_serial(spec: RunSpec, cells: list[Cell]) -> Iterator[tuple[Cell, dict]]:
     for cell in cells:
-        yield cell, execute_cell(spec, cell)
+        yield cell, execute_recorded(spec, cell)
 
 
-def pool_shape(workers: int | None, n_cells: int | None = None) -> tuple[int, int]:
-    """(workers, torch threads per worker): default one worker per core, never more workers than
-    cells, and threads = cores // workers so the pool does not oversubscribe the cores."""
+def pool_shape(workers: int | None, n_cells: int | None = None, threads: int | None = None) -> tuple[int, int]:
+    """(workers, torch threads per worker) that do not oversubscribe the cores.
+
+    Default one worker per core and threads = cores // workers; never more workers than cells.
+    With `threads` fixed (--threads, for numbers identical to another executor's) the default
+    workers become cores // threads."""
     cores = os.cpu_count() or 1
-    workers = max(1, workers or cores)
+    workers = max(1, workers or (cores // threads if threads else cores))
     if n_cells:
         workers = min(workers, n_cells)
-    return workers, max(1, cores // workers)
+    return workers, threads or max(1, cores // workers)
 
 
 def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) -> Iterator[tuple[Cell, dict]]:
@@ -52,12 +65,12 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
     wait and load it. No retries: a dead worker fails the run (use `ray` for that)."""
     if not cells:
         return
-    workers, threads = pool_shape(workers, len(cells))
+    workers, threads = pool_shape(workers, len(cells), spec.threads)
     spec = dataclasses.replace(spec, threads=threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(execute_cell, spec, c): c for c in cells}
+        futures = {pool.submit(execute_recorded, spec, c): c for c in cells}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()

@@ -46,7 +46,8 @@ from pathlib import Path
 import ray
 
 from bench.errors import UsageError
-from bench.runner import Cell, RunSpec, env_for, execute_cell
+from bench.executors import execute_recorded
+from bench.runner import Cell, RunSpec, env_for
 
 OBJECT_STORE_BYTES = 200 * 2**20
 MAX_RETRIES = 3
@@ -191,7 +192,7 @@ def _run_cell(spec: RunSpec, cell: Cell, threads: int, artifacts: ArtifactFiles 
     _set_threads(threads)
     if artifacts:
         _install_artifacts(spec, artifacts)
-    return (cell_fn or execute_cell)(spec, cell)
+    return (cell_fn or execute_recorded)(spec, cell)
 
 
 _prepare_remote = ray.remote(_prepare)
@@ -214,8 +215,9 @@ def run_ray(spec: RunSpec, cells: list[Cell], workers: int | None = None, ray_ad
 
     `workers` is the number of cells run at once (default: one per cluster CPU); each cell is
     declared to need `cluster CPUs // workers` CPUs and gets that many torch threads, so cells
-    never oversubscribe the cores. A local cluster we start gets every core. `cell_fn` replaces `execute_cell` (tests use it to
-    kill a worker mid-cell).
+    never oversubscribe the cores. A local cluster we start gets every core. With `spec.threads`
+    set (--threads) every cell gets exactly that many. `cell_fn` replaces `execute_recorded`
+    (tests use it to kill a worker mid-cell).
     """
     if not cells:
         return
@@ -224,12 +226,16 @@ def run_ray(spec: RunSpec, cells: list[Cell], workers: int | None = None, ray_ad
     preps: list[ray.ObjectRef] = []
     try:
         cpus_total = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        concurrency = max(1, min(workers or cpus_total, cpus_total, len(cells)))
-        threads = max(1, cpus_total // concurrency)
+        if spec.threads:  # fixed by --threads: as many cells at once as fit
+            threads = spec.threads
+            concurrency = max(1, min(workers or cpus_total // threads, len(cells)))
+        else:
+            concurrency = max(1, min(workers or cpus_total, cpus_total, len(cells)))
+            threads = max(1, cpus_total // concurrency)
         gpu = 1 if spec.device.startswith("cuda") else 0
         if gpu and not ray.cluster_resources().get("GPU"):  # else every cell waits forever, unschedulable
             raise UsageError("--device cuda, but the Ray cluster has no GPU; pass --device cpu or join a cluster with GPUs")
-        opts = {"num_cpus": threads, "num_gpus": gpu, "memory": _cell_memory_bytes(spec, concurrency),
+        opts = {"num_cpus": min(threads, cpus_total), "num_gpus": gpu, "memory": _cell_memory_bytes(spec, concurrency),
                 "max_retries": MAX_RETRIES, "retry_exceptions": False}
         groups: dict[Hashable, list[Cell]] = {}
         for c in cells:

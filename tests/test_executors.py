@@ -73,19 +73,23 @@ def run_grid(grid_env: Path, executor: str, name: str, *extra: str) -> Path:
     results = grid_env / name
     rc = cli.main(["run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic",
                    "--profile", str(grid_env / "profile.toml"), "--results-dir", str(results),
-                   "--executor", executor, "--no-report", *extra])
+                   "--executor", executor, "--no-report", "--threads", "1", *extra])
     assert rc == 0
     return results
 
 
 def stored(results: Path) -> dict[str, tuple[list, dict]]:
-    """cell hash -> (rows without timings, result meta); asserts each cell is stored exactly once."""
+    """cell hash -> (rows without timings, result meta); asserts each cell is stored exactly once.
+
+    Every run uses `--threads 1`: CPU numbers depend on the torch thread count (the order of float
+    sums), so executors are compared at the same count, and each result records the count it used."""
     out = {}
     for done in sorted((results / "cells").glob("*/*/done")):
         d = done.parent
         res = json.loads((d / "result.json").read_text())
         rows = [r for r in res["rows"] if r["metric"] != "wall_s"]
         out[d.name] = (rows, {"pid": res["pid"], "config": json.loads((d / "cell.json").read_text())})
+        assert res.get("threads", 1) == 1
     configs = [json.dumps(meta["config"], sort_keys=True) for _, meta in out.values()]
     assert len(configs) == len(set(configs)), "a cell was stored twice"
     return out
@@ -108,6 +112,7 @@ def test_pool_shape_does_not_oversubscribe(monkeypatch):
     assert pool_shape(16) == (16, 1)
     assert pool_shape(None, n_cells=2) == (2, 4)  # never more workers than cells; spare cores become threads
     assert pool_shape(4, n_cells=1) == (1, 8)
+    assert pool_shape(None, threads=2) == (4, 2)  # --threads fixed: as many workers as fit
 
 
 def test_serial_grid_has_real_numbers(serial_results):
