@@ -1,4 +1,4 @@
-"""`python -m bench.benchmarks_report [JSON] [--out MD]`: pytest-benchmark JSON -> results/benchmarks.md.
+"""`python -m bench.benchmarks_report [JSON] [MD]`: pytest-benchmark JSON -> results/benchmarks.md.
 
 Why a separate report: pytest-benchmark's own table is for a terminal and is lost with the log; a
 short markdown file committed beside the tables says what was timed, on which machine and commit,
@@ -80,8 +80,10 @@ def render(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks_report", description=__doc__.splitlines()[0])
     p.add_argument("json", nargs="?", type=Path, default=DEFAULT_JSON, help=f"default: {DEFAULT_JSON}")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
+    p.add_argument("md", nargs="?", type=Path, default=None, help=f"the markdown to write (default: {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=None, help="the same as MD")
     args = p.parse_args(argv)
+    args.out = args.out or args.md or DEFAULT_OUT
     try:
         data = json.loads(args.json.read_text())
     except FileNotFoundError:
