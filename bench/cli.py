@@ -242,6 +242,7 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, wall: float, r
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
            "command": command, "commit": _git("rev-parse", "--short", "HEAD"),
            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+           "artifact_seed": spec.profile.get("episodes", {}).get("artifact_seed", "cell"),
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
            "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
            "cpu_count": os.cpu_count()}

@@ -87,6 +87,10 @@ def caption(meta: dict, df: pd.DataFrame, extra: str = "") -> str:
     lines = [f"*Dataset:* {key.dataset}{' (SYNTHETIC procedural images — not a real benchmark)' if synthetic else ''}, "
              f"{key.image_size} px; *profile:* {key.profile}; *tasks × seeds:* {tasks} × {seeds}.",
              f"*±:* {CI_NOTE}"]
+    art = meta.get("artifact_seed")
+    if art is not None and art != "cell":
+        lines.append(f"*Base-class (meta-)training:* one run per method (artifact seed {art}) shared by all seeds, so ± "
+                     "covers episode sampling and per-episode initialisation, not base-training variance.")
     if extra:
         lines.append(extra)
     cmd = meta.get("command")
