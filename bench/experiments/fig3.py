@@ -54,6 +54,7 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
                 continue
             mat = rho.groupby(["layer", "task"])["value"].mean().unstack("task").sort_index(ascending=False)
             mat.columns = [int(c) + 1 for c in mat.columns]
+            mat.index = [int(i) for i in mat.index]
             sigma = float(rho["sigma"].iloc[0])
             name = "fig3_rho" if mode == "signed" else "fig3_rho_abs"
             out.append(heatmap(
