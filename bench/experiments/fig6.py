@@ -15,7 +15,7 @@ from bench.runner import Cell, Env, RunSpec, run_episodes
 
 NAME = "fig6"
 DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"
-POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "middle",
+POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "middle (conv 6-8)",
                   "learngene-top-uniform": "top (conv 11-13)"}
 
 
