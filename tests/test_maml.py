@@ -123,6 +123,16 @@ def test_functional_meta_gradient_equals_learn2learn(first_order, bn_mode):
     torch.testing.assert_close(torch.cat([got[n].flatten() for n, _ in net.named_parameters()]), ref)
 
 
+def test_episode_bn_fused_and_elementary_paths_agree():
+    bn = tiny_net()[1]
+    x = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    fused = bn(x)
+    bn.elementary = True
+    torch.testing.assert_close(bn(x), fused)
+    bn.stats_rows = 6  # all rows: still plain batch statistics
+    torch.testing.assert_close(bn(x), fused)
+
+
 def test_support_bn_mode_makes_each_query_independent_of_the_others():
     net, t = tiny_net(), tiny_task(6)
     other = t.xq.clone()
