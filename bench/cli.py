@@ -203,6 +203,9 @@ def cmd_run(args) -> int:
     if not args.dry_run:
         store.check_writable()
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # The code version is read before any work, so the record names the code that ran.
+    code = {"commit": _git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
     for size in sizes:
         t0 = time.time()
         spec, grid, env = plan(args, profile, size, method_names, experiments, data_dir, store)
@@ -227,7 +230,7 @@ def cmd_run(args) -> int:
             bar.set_postfix_str(cell.label()[:60])
             bar.update()
         bar.close()
-        _record_run(store, spec, command, time.time() - t0, done_now, len(grid) - len(todo))
+        _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo))
     if args.dry_run:
         return 0
     if not args.no_report:
@@ -235,13 +238,13 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _record_run(store: ResultsStore, spec: RunSpec, command: str, wall: float, ran: int, skipped: int) -> None:
+def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
+                skipped: int) -> None:
     meta_dir = store.root / "meta"
     meta_dir.mkdir(parents=True, exist_ok=True)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
-           "command": command, "commit": _git("rev-parse", "--short", "HEAD"),
-           "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+           "command": command, **code,
            "artifact_seed": spec.profile.get("episodes", {}).get("artifact_seed", "cell"),
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
            "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
