@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from methods.artifacts import config_hash
-
 from bench.errors import UsageError
+from methods.artifacts import config_hash
 
 
 def _atomic_write(path: Path, text: str) -> None:

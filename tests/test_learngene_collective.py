@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from methods.backbones import CollectiveNet, scaled
-from methods.learngene.collective import (PAPER_ADD_CONV, ContinualLearner, _RhoRecorder, deepen, model_from_state,
-                                          train_collective, widen, widening_schedule)
+from methods.learngene.collective import (
+    PAPER_ADD_CONV,
+    ContinualLearner,
+    _RhoRecorder,
+    deepen,
+    model_from_state,
+    train_collective,
+    widen,
+    widening_schedule,
+)
 from tasks.continual import continual_tasks
 from tasks.datasets import make_synthetic
 
@@ -112,7 +120,7 @@ def test_rho_signed_and_abs_on_a_known_gradient():
         pattern[n // 2: 3 * n // 4] = -1.0  # a quarter below -σ
         grads.append(pattern[torch.randperm(n)].view_as(w))
     for _ in range(2):  # two epochs, one step each
-        loss = sum((b[0].weight * g).sum() for b, g in zip(net.blocks, grads))
+        loss = sum((b[0].weight * g).sum() for b, g in zip(net.blocks, grads, strict=True))
         loss.backward()
     res = rec.close()
     for layer, block in enumerate(net.blocks):

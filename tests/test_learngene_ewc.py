@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from methods.backbones import IndividualNet
 from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import gene_param_names
-from methods.backbones import IndividualNet
 
 torch.set_num_threads(1)
 

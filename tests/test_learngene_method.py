@@ -15,8 +15,13 @@ from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, SourceData
 from methods.learngene.collective import ContinualLearner
 from methods.learngene.inherit import build_individual, extract_learngene, gene_blocks
-from methods.learngene.method import (accuracy_rows, collective_artifact, open_world_rows, rank_layers_by_trend,
-                                      rho_rows)
+from methods.learngene.method import (
+    accuracy_rows,
+    collective_artifact,
+    open_world_rows,
+    rank_layers_by_trend,
+    rho_rows,
+)
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
@@ -65,7 +70,7 @@ def test_inheritance_copies_exactly_the_chosen_blocks(position):
     entry = ContinualLearner(net, make_synthetic(5, 2, 1), {}, device=torch.device("cpu"), seed=0).state()
     gene = extract_learngene(entry, 3, position)
     ind = build_individual(gene, 5, 32, 0.125)
-    for block, i in zip(ind.gene, gene["indices"]):
+    for block, i in zip(ind.gene, gene["indices"], strict=True):
         src = net.blocks[i].state_dict()
         for k, v in block.state_dict().items():
             assert torch.equal(v, src[k]), (position, i, k)
@@ -78,7 +83,7 @@ def test_each_episode_starts_from_the_same_learngene(setup):
     m.prepare(src, prof, cache)
     before = copy.deepcopy(m.gene)
     r1 = m.run_episode(eps[0], prof)
-    for a, b in zip(before["blocks"], m.gene["blocks"]):
+    for a, b in zip(before["blocks"], m.gene["blocks"], strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)  # prepared state untouched
     assert r1.extra["gene_blocks"] == [11, 12, 13] and r1.extra["ewc_penalty_final"] > 0
     # the same episode again gives the same result (fresh front/head seeded by the episode, same learngene)

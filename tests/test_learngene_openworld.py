@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from methods.learngene.openworld import (continual_metrics, is_open, openness, openworld_metrics, oscr,
-                                         tune_threshold)
+from methods.learngene.openworld import (
+    continual_metrics,
+    is_open,
+    openness,
+    openworld_metrics,
+    oscr,
+    tune_threshold,
+)
 
 
 def test_openness_is_one_minus_max_softmax():

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paper
-from bench.report import ReportContext, method_table
 from bench.experiments.selection import table3_methods
+from bench.report import ReportContext, method_table
 from bench.runner import Cell, Env, RunSpec, run_episodes
 
 NAME = "table3"

@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from methods.backbones import IndividualNet
 
 
@@ -62,7 +60,7 @@ def build_individual(gene: Mapping[str, Any], n_classes: int, image_size: int, w
     """Fresh front + inherited learngene + fresh head (see module docstring)."""
     net = IndividualNet(n_classes, image_size, width=width, gene_widths=tuple(gene["widths"]),
                         gene_in=int(gene["in_channels"]))
-    for block, state in zip(net.gene, gene["blocks"]):
+    for block, state in zip(net.gene, gene["blocks"], strict=True):
         # Sequential(conv, bn, relu): keys "0.weight", "1.running_mean", ...
         block.load_state_dict(state)
     return net
