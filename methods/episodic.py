@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +137,26 @@ def recalibrate_bn(encoder: nn.Module, tasks: Iterator[TaskTensors]) -> None:
         for m, mom in zip(layers, saved, strict=True):
             m.momentum = mom
         encoder.train(was)
+
+
+def train_episodically(module: nn.Module, bn_module: nn.Module,
+                       episode_loss: Callable[[TaskTensors, int], torch.Tensor], source: SourceData,
+                       cfg: Mapping[str, Any], seed: int, device: torch.device) -> list[float]:
+    """The metric learners' shared meta-training: Adam over `meta_iterations` seeded base-class
+    episodes (lr halved every `lr_halve_every`), then exact BN recalibration of `bn_module` over
+    `bn_recalibration_episodes` further episodes. Returns the per-episode training loss."""
+    module.train()
+    opt = torch.optim.Adam(module.parameters(), lr=float(cfg["lr"]))
+    sched = halving_scheduler(opt, int(cfg.get("lr_halve_every", 0)))
+    way, shots, queries = int(cfg["train_way"]), int(cfg["train_shots"]), int(cfg["train_queries"])
+    log: list[float] = []
+    for task in meta_train_tasks(source, way, shots, queries, int(cfg["meta_iterations"]), seed, device):
+        loss = episode_loss(task, way)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.append(float(loss.detach()))
+    recalibrate_bn(bn_module, meta_train_tasks(source, way, shots, queries,
+                                               int(cfg["bn_recalibration_episodes"]), seed + 1, device))
+    return log

@@ -31,11 +31,9 @@ from methods.episodic import (
     build_backbone,
     derived_seed,
     embed_eval,
-    halving_scheduler,
-    meta_train_tasks,
-    recalibrate_bn,
     seeded,
     state_to_cpu,
+    train_episodically,
 )
 from methods.registry import register
 from methods.training import accuracy
@@ -123,24 +121,8 @@ class MatchingNet(Method):
         return F.nll_loss(torch.log(p + EPS), task.yq)
 
     def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        net = self.net
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]))
-        sched = halving_scheduler(opt, int(cfg.get("lr_halve_every", 0)))
-        way = int(cfg["train_way"])
-        log: list[float] = []
-        for task in meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
-                                     int(cfg["meta_iterations"]), seed, self.device):
-            loss = self.episode_loss(task, way)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            log.append(float(loss.detach()))
-        recal = meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
-                                 int(cfg["bn_recalibration_episodes"]), seed + 1, self.device)
-        recalibrate_bn(net.encoder, recal)
-        return {"net": state_to_cpu(net), "log": log}
+        log = train_episodically(self.net, self.net.encoder, self.episode_loss, source, cfg, seed, self.device)
+        return {"net": state_to_cpu(self.net), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
         t0 = time.perf_counter()

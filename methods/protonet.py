@@ -28,11 +28,9 @@ from methods.episodic import (
     class_means,
     derived_seed,
     embed_eval,
-    halving_scheduler,
-    meta_train_tasks,
-    recalibrate_bn,
     seeded,
     state_to_cpu,
+    train_episodically,
 )
 from methods.registry import register
 from methods.training import accuracy
@@ -72,24 +70,8 @@ class ProtoNet(Method):
         return F.cross_entropy(prototype_logits(z[:n_s], task.ys, z[n_s:], way), task.yq)
 
     def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        enc = self.encoder
-        enc.train()
-        opt = torch.optim.Adam(enc.parameters(), lr=float(cfg["lr"]))
-        sched = halving_scheduler(opt, int(cfg.get("lr_halve_every", 0)))
-        way = int(cfg["train_way"])
-        log: list[float] = []
-        for task in meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
-                                     int(cfg["meta_iterations"]), seed, self.device):
-            loss = self.episode_loss(task, way)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            log.append(float(loss.detach()))
-        recal = meta_train_tasks(source, way, int(cfg["train_shots"]), int(cfg["train_queries"]),
-                                 int(cfg["bn_recalibration_episodes"]), seed + 1, self.device)
-        recalibrate_bn(enc, recal)
-        return {"encoder": state_to_cpu(enc), "log": log}
+        log = train_episodically(self.encoder, self.encoder, self.episode_loss, source, cfg, seed, self.device)
+        return {"encoder": state_to_cpu(self.encoder), "log": log}
 
     def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
         t0 = time.perf_counter()
