@@ -55,7 +55,7 @@ def _sizes(text: str) -> list[int]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
-        self.exit(2, f"error: {message} (see python -m bench {self.prog.split()[-1] if ' ' in self.prog else ''} --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
