@@ -144,3 +144,19 @@ def test_rows_for_experiments(setup):
     det = ow[0]
     assert det["kind"] == "detection" and 0.0 <= det["auroc"] <= 1.0 and det["positive"] == "open-world"
     assert {r.get("stage") for r in ow[1:]} == {"before", "after"}
+
+
+def test_official_leak_stays_inside_one_sequence_of_tasks(setup):
+    """The carried weights restart at episode 0, so a cell's numbers never depend on which cells ran
+    earlier in the same worker process (a real bug: process/Ray results varied with scheduling)."""
+    src, cache, prof, eps = setup
+    prof = copy.deepcopy(prof)
+    prof["individual"]["epochs"] = 1
+    leak = registry.get("learngene-ewc0", reuse_across_tasks=True)
+    leak.prepare(src, prof, cache)
+    leak.run_episode(eps[0], prof)
+    first = leak.run_episode(eps[1], prof).curve
+    leak.run_episode(eps[1], prof)  # another cell's tasks run in between
+    leak.run_episode(eps[0], prof)
+    again = leak.run_episode(eps[1], prof).curve
+    assert first == again

@@ -280,6 +280,10 @@ class Learngene(Method):
         t0 = time.perf_counter()
         g = episode_generator(episode.seed, episode.index)
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        if episode.index == 0:
+            # A run's sequence of target tasks starts at episode 0: the official leak carries weights
+            # from task to task *within* that sequence, never from another cell run in this process.
+            self._carry = None
         if cfg["reuse_across_tasks"] and self._carry is not None:
             model = self._carry  # the official leak (spec §3.3): start from the previous task's weights
         else:
