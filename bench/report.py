@@ -62,7 +62,7 @@ class ReportContext:
         """The latest run record for this dataset/size/profile (command, commit, wall time)."""
         match = [m for m in self.run_meta if m.get("dataset") == key.dataset
                  and int(m.get("image_size", -1)) == key.image_size and m.get("profile") == key.profile]
-        return {**(match[-1] if match else {}), "key": key}
+        return {**(match[-1] if match else {}), "runs": match, "key": key}
 
     @staticmethod
     def tag(key: GroupKey) -> str:
@@ -93,10 +93,14 @@ def caption(meta: dict, df: pd.DataFrame, extra: str = "") -> str:
                      "covers episode sampling and per-episode initialisation, not base-training variance.")
     if extra:
         lines.append(extra)
-    cmd = meta.get("command")
-    if cmd:
-        lines.append(f"*Produced by* `{cmd}` at commit `{meta.get('commit', '?')}`"
-                     f"{' (uncommitted changes)' if meta.get('dirty') else ''}.")
+    produced = []  # every run that contributed cells to this dataset/size/profile, oldest first
+    for run in meta.get("runs") or ([meta] if meta.get("command") else []):
+        text = (f"`{run.get('command')}` at commit `{run.get('commit', '?')}`"
+                f"{' (uncommitted changes)' if run.get('dirty') else ''}")
+        if run.get("cells_run", 1) and text not in produced:
+            produced.append(text)
+    if produced:
+        lines.append("*Produced by* " + "; then ".join(produced) + ".")
     return "\n".join(lines)
 
 
