@@ -23,9 +23,26 @@ EXECUTORS = ("serial", "process", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install '.[ray]' (or pip install 'ray[default]')"
 
 
-def _init_worker(threads: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: ask the kernel to kill this worker when the driver dies (kill -9 included), so an
+    interrupted run never leaves orphan workers computing cells nobody will store. A driver that
+    died while this worker was still importing is caught by the parent-pid check."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux/glibc: the pool's own shutdown still applies
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     import torch
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
 
 
@@ -69,7 +86,7 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
     spec = dataclasses.replace(spec, threads=threads)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(execute_recorded, spec, c): c for c in cells}
         try:
             for fut in as_completed(futures):

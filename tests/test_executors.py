@@ -230,3 +230,32 @@ def test_missing_ray_says_how_to_install(grid_env, monkeypatch, capsys):
     assert err == f"error: {RAY_MISSING}\n" and "pip install '.[ray]'" in err  # one line, before any work
     assert not list((grid_env / "noray").glob("cells/*/*/done"))
 
+
+
+@pytest.mark.slow
+def test_process_workers_die_with_a_killed_driver(tmp_path):
+    """kill -9 of the driver must not leave orphan workers computing cells nobody will store."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "bench", "run", "--method", "scratch", "--experiment", "table3", "--dataset",
+           "synthetic", "--profile", "smoke", "--seeds", "3", "--executor", "process", "--workers", "2",
+           "--results-dir", str(tmp_path / "r"), "--no-report"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    workers: list = []
+    while time.time() < deadline and len(workers) < 2:
+        workers = [c for c in driver.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    assert len(workers) == 2, "the pool never started"
+    time.sleep(1.0)  # let them import and start a cell
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"orphan workers left running: {[p.pid for p in alive]}"
