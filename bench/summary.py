@@ -26,7 +26,7 @@ def claims(df: pd.DataFrame) -> list[str]:
     for key, g in ReportContext.groups(t3):
         for shots in sorted(g["shots"].dropna().unique()):
             gs = g[g.shots == shots]
-            for other in ("scratch", "deepemd", "protonet", "maml"):
+            for other in ("scratch", "learngene-ewc0", "deepemd", "protonet", "finetune", "finetune++", "maml"):
                 if {"learngene", other} <= set(gs.method):
                     res = _paired_gap(gs, "learngene", other)
                     if res:
