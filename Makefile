@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check bench methods tasks tests
 
 bench: install
+	mkdir -p .benchmarks
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-json=.benchmarks/latest.json -q
 	$(PY) -m bench.benchmarks_report .benchmarks/latest.json results/benchmarks.md
 
