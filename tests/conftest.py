@@ -219,3 +219,24 @@ def write_cifar100(root: Path, train_labels: list[int], test_labels: list[int], 
     _py2_pickle({"fine_label_names": list(names), "coarse_label_names": [f"super_{i}" for i in range(20)]},
                 folder / "meta")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine (up to 20x slower).
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synthetic_source():
+    """A small procedural source (15 classes) for end-to-end method tests."""
+    from methods.base import SourceData
+    from tasks.datasets import make_synthetic
+    from tasks.splits import seeded_split
+
+    data = make_synthetic(num_classes=15, train_per_class=30, test_per_class=20, image_size=32, seed=3)
+    return SourceData(data, seeded_split(data, 0), seed=0, dataset="synthetic")

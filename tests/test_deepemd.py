@@ -6,11 +6,11 @@ import numpy as np
 import ot
 import pytest
 import torch
+from episode_helpers import novel_episodes
 from scipy.optimize import linprog
 
 from methods import registry
 from methods.artifacts import ArtifactCache
-from methods.base import EpisodeData, SourceData
 from methods.deepemd import (
     centre_normalise,
     class_means,
@@ -21,18 +21,8 @@ from methods.deepemd import (
     normalise_masses,
     sfc_finetune,
 )
-from tasks.datasets import make_synthetic
-from tasks.episodes import sample_episodes
-from tasks.splits import seeded_split
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_problems(P: int, n: int, m: int, seed: int):
@@ -162,34 +152,17 @@ PROFILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def synthetic_source() -> SourceData:
-    data = make_synthetic(num_classes=15, train_per_class=30, test_per_class=20, image_size=32, seed=3)
-    return SourceData(data, seeded_split(data, 0), seed=0, dataset="synthetic")
-
-
-def episodes(src: SourceData, shots: int, n: int, shuffle: bool = False) -> list[EpisodeData]:
-    out = []
-    for e in sample_episodes(src.data, src.novel_ids, 5, shots, 20, n, seed=11):
-        ys = e.support_labels
-        if shuffle:
-            ys = ys[torch.randperm(len(ys), generator=torch.Generator().manual_seed(e.index))]
-        out.append(EpisodeData(src.data.images[e.support], ys, src.data.images[e.query], e.query_labels,
-                               5, shots, seed=0, index=e.index))
-    return out
-
-
 def test_end_to_end_easy_task_and_shuffled_labels(synthetic_source, tmp_path):
     method = registry.get("deepemd")
     method.prepare(synthetic_source, PROFILE, ArtifactCache(tmp_path))
-    easy = [method.run_episode(ep, PROFILE) for ep in episodes(synthetic_source, 10, 2)]
+    easy = [method.run_episode(ep, PROFILE) for ep in novel_episodes(synthetic_source, 10, 2)]
     for r in easy:
         assert len(r.curve) == 3 and r.curve[-1] == pytest.approx(r.accuracy)
         assert r.extra["nodes"] == 16 and r.extra["n_emd"] > 0
     assert sum(r.accuracy for r in easy) / len(easy) >= 0.9, [r.accuracy for r in easy]
-    shuffled = [method.run_episode(ep, PROFILE) for ep in episodes(synthetic_source, 10, 3, shuffle=True)]
+    shuffled = [method.run_episode(ep, PROFILE) for ep in novel_episodes(synthetic_source, 10, 3, shuffle=True)]
     assert sum(r.accuracy for r in shuffled) / len(shuffled) <= 0.45, [r.accuracy for r in shuffled]
-    one_shot = method.run_episode(episodes(synthetic_source, 1, 1)[0], PROFILE)
+    one_shot = method.run_episode(novel_episodes(synthetic_source, 1, 1)[0], PROFILE)
     assert one_shot.extra["n_emd"] == 100 * 5 and one_shot.accuracy > 0.4  # no SFC at 1-shot
 
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from episode_helpers import novel_episodes
 
 from methods import registry
 from methods.artifacts import ArtifactCache
-from methods.base import EpisodeData, SourceData
+from methods.base import SourceData
 from methods.finetune import DEFAULTS, CosineHead, base_training_set, make_head, train_head
 from tasks.datasets import make_synthetic
-from tasks.episodes import sample_episodes
 from tasks.imageset import TRAIN_POOL
 from tasks.splits import seeded_split
 
@@ -29,13 +29,7 @@ PROFILE = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine (20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cosine_head_logits_are_scale_times_cosine():
@@ -111,39 +105,22 @@ def test_base_training_set_caps_per_class_and_uses_only_base_train_pool():
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def synthetic_source() -> SourceData:
-    data = make_synthetic(num_classes=15, train_per_class=30, test_per_class=20, image_size=32, seed=3)
-    return SourceData(data, seeded_split(data, 0), seed=0, dataset="synthetic")
-
-
-def episodes(src: SourceData, shots: int, n: int, shuffle: bool = False) -> list[EpisodeData]:
-    out = []
-    for e in sample_episodes(src.data, src.novel_ids, 5, shots, 20, n, seed=11):
-        ys = e.support_labels
-        if shuffle:  # labels carry no information about the images
-            ys = ys[torch.randperm(len(ys), generator=torch.Generator().manual_seed(e.index))]
-        out.append(EpisodeData(src.data.images[e.support], ys, src.data.images[e.query], e.query_labels,
-                               5, shots, seed=0, index=e.index))
-    return out
-
-
 @pytest.mark.parametrize("name", ["finetune", "finetune++"])
 def test_end_to_end_easy_task_and_shuffled_labels(name, synthetic_source, tmp_path_factory):
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
     method = registry.get(name)
     method.prepare(synthetic_source, PROFILE, cache)
-    easy = [method.run_episode(ep, PROFILE) for ep in episodes(synthetic_source, 10, 2)]
+    easy = [method.run_episode(ep, PROFILE) for ep in novel_episodes(synthetic_source, 10, 2)]
     for r in easy:
         assert len(r.curve) == 30 and r.curve[-1] == r.accuracy and r.params > 0
     assert sum(r.accuracy for r in easy) / len(easy) >= 0.9, [r.accuracy for r in easy]
-    shuffled = [method.run_episode(ep, PROFILE) for ep in episodes(synthetic_source, 10, 3, shuffle=True)]
+    shuffled = [method.run_episode(ep, PROFILE) for ep in novel_episodes(synthetic_source, 10, 3, shuffle=True)]
     assert sum(r.accuracy for r in shuffled) / len(shuffled) <= 0.45, [r.accuracy for r in shuffled]
     # deterministic, and the cached backbone is reused by a second instance
     again = registry.get(name)
     again.prepare(synthetic_source, PROFILE, cache)
     assert len(cache.built) == 1
-    assert math.isclose(again.run_episode(episodes(synthetic_source, 10, 1)[0], PROFILE).accuracy,
+    assert math.isclose(again.run_episode(novel_episodes(synthetic_source, 10, 1)[0], PROFILE).accuracy,
                         easy[0].accuracy)
 
 

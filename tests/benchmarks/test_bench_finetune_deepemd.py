@@ -35,12 +35,7 @@ from tasks.splits import seeded_split
 SMOKE = Path(__file__).resolve().parents[2] / "bench" / "profiles" / "smoke.toml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
