@@ -3,6 +3,7 @@ variants, open-world rows and ρ rows through the artifact cache."""
 from __future__ import annotations
 
 import copy
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -160,3 +161,21 @@ def test_official_leak_stays_inside_one_sequence_of_tasks(setup):
     leak.run_episode(eps[0], prof)
     again = leak.run_episode(eps[1], prof).curve
     assert first == again
+
+
+def test_open_world_stage_does_not_depend_on_the_global_rng(setup, tmp_path):
+    """The stage trains through dropout (global RNG): its artifact must not depend on what ran before
+    in the process (found as a serial-vs-Ray difference)."""
+    from methods.learngene.method import open_world_artifact
+
+    src, cache, prof, _ = setup
+    collective_artifact(src, prof, cache, "cpu")  # shared, already trained
+    finals = []
+    for noise in (1, 2):
+        root = tmp_path / f"ow{noise}"
+        # the trained collective model is loaded from disk (not retrained, which would reseed)
+        shutil.copytree(cache.root, root, ignore=shutil.ignore_patterns("learngene-openworld-*"))
+        torch.manual_seed(noise)  # a different process history
+        art = open_world_artifact(src, prof, ArtifactCache(root), "cpu")
+        finals.append(art["final"]["state"])
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])

@@ -190,6 +190,9 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     metrics["recognised_classes"] = len(recognised)
 
     learner = ContinualLearner(net, data, cfg, device=device, seed=seed + 1, head=head, class_index=class_index)
+    # The collective head's dropout draws from the global RNG: seed it, or the stage's result would
+    # depend on whatever ran earlier in this process (and differ between serial and Ray runs).
+    torch.manual_seed(40_009 * (seed + 1))
     learner.tasks, learner.R = list(tasks), [list(r) for r in artifact["R"]]
     before = continual_metrics(learner.R)
     new_tasks = []
