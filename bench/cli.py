@@ -205,7 +205,8 @@ def cmd_run(args) -> int:
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     # The code version is read before any work, so the record names the code that ran.
     code = {"commit": _git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+            # results files written by earlier runs are not code changes
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"))}
     for size in sizes:
         t0 = time.time()
         spec, grid, env = plan(args, profile, size, method_names, experiments, data_dir, store)
