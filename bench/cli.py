@@ -116,7 +116,7 @@ def cmd_list(args) -> int:
     else:
         for name in profiles_mod.profile_names():
             prof = profiles_mod.load_profile(name)
-            print(f"{name:8s} {prof.get('description', '')}")
+            print(f"{name:20s} {prof.get('description', '')}")
     return 0
 
 
