@@ -38,24 +38,30 @@ def claims(df: pd.DataFrame) -> list[str]:
 
 
 def collective_health(df: pd.DataFrame) -> list[str]:
+    """Per dataset/size: how well the collective model learnt each task (accuracy right after it),
+    what it kept (final average, forgetting) and its open-world AUROC."""
     out = []
     for key, g in ReportContext.groups(df):
         def val(metric: str, g=g) -> float | None:
             v = g[g.metric == metric]["value"]
             return float(v.mean()) if len(v) else None
 
-        acc, forget, auroc = val("collective_avg_acc"), val("collective_forgetting"), val("detection.auroc")
-        if acc is None and auroc is None:
+        r = g[g.metric == "collective_R"]
+        just_learnt = float(r[r.task == r.after_task]["value"].mean()) if len(r) else None
+        final, forget, auroc = val("collective_avg_acc"), val("collective_forgetting"), val("detection.auroc")
+        if just_learnt is None and auroc is None:
             continue
         parts = []
-        if acc is not None:
-            parts.append(f"average accuracy over its tasks after training {acc:.3f}")
+        if just_learnt is not None:
+            parts.append(f"accuracy on each task right after learning it {just_learnt:.3f} (mean over tasks)")
+        if final is not None:
+            parts.append(f"average over all tasks at the end {final:.3f}")
         if forget is not None:
             parts.append(f"forgetting {forget:.3f}")
         if auroc is not None:
             parts.append(f"open-world AUROC {auroc:.3f}")
         verdict = ""
-        if acc is not None and acc < 0.3:
+        if just_learnt is not None and just_learnt < 0.3:
             verdict = (" — **near chance: at this budget the collective model has not learnt, so this run cannot "
                        "test the paper's claim that its learngene helps**")
         out.append(f"- {key.dataset} {key.image_size}px ({key.profile}): " + ", ".join(parts) + verdict)
