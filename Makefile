@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 SMOKE_DIR ?= $(CURDIR)/.smoke-results
+# Data: $BENCH_DATA_DIR if set, else ../shared/data when it exists (the project's layout), else the
+# user cache (python -m bench says how to provide data, or use ARGS="--dataset synthetic").
+export BENCH_DATA_DIR ?= $(if $(wildcard ../shared/data/*),$(abspath ../shared/data))
 
 .PHONY: run test install unit smoke lint bench clean
 
