@@ -21,7 +21,7 @@ from bench import profiles as profiles_mod
 from bench.errors import UsageError
 from bench.executors import EXECUTORS, check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
-from bench.runner import Cell, Env, RunSpec, cell_config, resolve_device
+from bench.runner import Cell, Env, RunSpec, cell_config, env_for, queries_per_class, resolve_device
 from bench.store import ResultsStore
 from tasks.errors import DataError
 
@@ -154,7 +154,7 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
                    profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
                    results_dir=str(store.root), device=resolve_device(args.device),
                    split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None))
-    env = Env(spec)
+    env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
     _validate_shots(env, spec.profile)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
     grid = []
@@ -169,8 +169,7 @@ def _validate_shots(env: Env, profile: dict) -> None:
     from tasks.episodes import sample_episodes
 
     ep = profile["episodes"]
-    q = ep.get("queries", "all")
-    n_query = None if q == "all" else int(q)
+    n_query = queries_per_class(profile)
     fig4 = profile.get("experiments", {}).get("fig4", {})
     checks = [("novel", int(k)) for k in ep["shots"]] + [("open_world", int(ep.get("open_world_shots", 20)))]
     checks += [("novel", int(k)) for k in fig4.get("sample_sizes", [])]

@@ -6,14 +6,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench.store import ResultsStore
+from methods.artifacts import config_hash
 
 CONFIG_COLUMNS = ["experiment", "method", "dataset", "image_size", "profile", "synthetic", "cell"]
 
 
 def rows_of(config: dict, result: dict) -> list[dict]:
     """Flatten one cell: its config columns and params beside each result row."""
-    from methods.artifacts import config_hash
-
     params = {k: v for k, v in config.get("params", {}).items() if not isinstance(v, dict | list)}
     for k, v in config.get("params", {}).get("method_options", {}).items():
         params[f"opt_{k}"] = v

@@ -123,14 +123,19 @@ def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
             "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type}
 
 
+def queries_per_class(profile: dict) -> int | None:
+    """The profile's queries per class; None means every test image of the class ("all")."""
+    q = profile["episodes"].get("queries", "all")
+    return None if q == "all" else int(q)
+
+
 def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,
                  options: dict | None = None, profile_patch: dict | None = None) -> list[dict]:
     """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch)."""
     prof = env.profile(profile_patch)
     ep = prof["episodes"]
     n_tasks = n_tasks or int(ep["tasks"])
-    queries = ep.get("queries", "all")
-    n_query = None if queries == "all" else int(queries)
+    n_query = queries_per_class(prof)
     class_ids = env.split.ids(env.data, pool)
     episodes = sample_episodes(env.data, class_ids, int(ep["n_way"]), shots, n_query, n_tasks, seed)
     m = env.prepared(method, seed, options, profile_patch)

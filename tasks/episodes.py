@@ -26,6 +26,7 @@ class Episode:
     support: torch.Tensor
     query: torch.Tensor
     k_shot: int
+    query_labels: torch.Tensor
 
     @property
     def n_way(self) -> int:
@@ -34,10 +35,6 @@ class Episode:
     @property
     def support_labels(self) -> torch.Tensor:
         return torch.arange(self.n_way).repeat_interleave(self.k_shot)
-
-    @property
-    def query_labels(self) -> torch.Tensor:
-        return self._qlabels  # type: ignore[attr-defined]
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -105,7 +102,7 @@ def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: in
                 q = test_idx[torch.from_numpy(crng.permutation(len(test_idx))[:n_query])]
             query.append(q)
             qlabels.append(torch.full((len(q),), pos, dtype=torch.long))
-        ep = Episode(index=i, classes=classes, support=torch.cat(support), query=torch.cat(query), k_shot=k_shot)
-        object.__setattr__(ep, "_qlabels", torch.cat(qlabels))
+        ep = Episode(index=i, classes=classes, support=torch.cat(support), query=torch.cat(query), k_shot=k_shot,
+                     query_labels=torch.cat(qlabels))
         episodes.append(ep)
     return episodes

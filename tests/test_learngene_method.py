@@ -103,12 +103,18 @@ def test_easy_task_high_accuracy_and_shuffled_labels_near_chance(setup):
     assert r.curve[-1] <= 0.5
 
 
-def test_reuse_across_tasks_reproduces_the_official_leak(setup):
+def _leaking_learngene(setup):
+    """learngene-ewc0 with the official carry-over, prepared, on a 1-epoch profile."""
     src, cache, prof, eps = setup
     prof = copy.deepcopy(prof)
     prof["individual"]["epochs"] = 1
     leak = registry.get("learngene-ewc0", reuse_across_tasks=True)
     leak.prepare(src, prof, cache)
+    return leak, prof, eps
+
+
+def test_reuse_across_tasks_reproduces_the_official_leak(setup):
+    leak, prof, eps = _leaking_learngene(setup)
     leak.run_episode(eps[0], prof)
     carried = {k: v.clone() for k, v in leak._carry.state_dict().items()}
     fresh = build_individual(leak.gene, 5, 32, 0.125)
@@ -150,11 +156,7 @@ def test_rows_for_experiments(setup):
 def test_official_leak_stays_inside_one_sequence_of_tasks(setup):
     """The carried weights restart at episode 0, so a cell's numbers never depend on which cells ran
     earlier in the same worker process (a real bug: process/Ray results varied with scheduling)."""
-    src, cache, prof, eps = setup
-    prof = copy.deepcopy(prof)
-    prof["individual"]["epochs"] = 1
-    leak = registry.get("learngene-ewc0", reuse_across_tasks=True)
-    leak.prepare(src, prof, cache)
+    leak, prof, eps = _leaking_learngene(setup)
     leak.run_episode(eps[0], prof)
     first = leak.run_episode(eps[1], prof).curve
     leak.run_episode(eps[1], prof)  # another cell's tasks run in between
