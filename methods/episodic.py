@@ -3,7 +3,8 @@
 Why one module: the three families must draw their meta-training episodes, augment them, seed their
 initialisation and key their cached weights in the same way, so their numbers differ only by the
 algorithm. Meta-training episodes come from `tasks.episodes.sample_episodes` over the base classes
-(shots from each class's train pool, queries from its test pool), drawn in seeded chunks so that a
+(shots and queries both from each class's train pool, disjoint, as the reference ProtoNet and MAML
+code do; base-class test images stay held out), drawn in seeded chunks so that a
 60 000-iteration paper run does not build all its index lists up front.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from tasks.augment import eval_transform, train_transform
 from tasks.episodes import sample_episodes
 
 #: Bump when a change to the meta-training code makes cached weights stale.
-ARTIFACT_VERSION = 1
+#: 2: meta-training queries come from the base classes' train pool (were: their test pool).
+ARTIFACT_VERSION = 2
 _CHUNK = 64  # episodes sampled per call to sample_episodes
 
 
@@ -66,7 +68,8 @@ def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, 
     chunk = 0
     while done < n_tasks:
         size = min(_CHUNK, n_tasks - done)
-        for ep in sample_episodes(data, base, n_way, k_shot, n_query, size, derived_seed(seed, "chunk", chunk)):
+        for ep in sample_episodes(data, base, n_way, k_shot, n_query, size, derived_seed(seed, "chunk", chunk),
+                                  query_pool="train"):
             xs_u8 = data.images[ep.support].to(device)
             xq_u8 = data.images[ep.query].to(device)
             if augment:

@@ -1,7 +1,11 @@
 """Seeded N-way K-shot episodes, identical for every method (paired comparisons).
 
-Shots come from each class's *train* pool, queries from its disjoint *test* pool (Q per class, or
-all of them as the paper does). Episode i of seed s depends only on (s, i, pool classes), never on
+Evaluation episodes (novel and open-world classes, `query_pool="test"`): shots come from each
+class's *train* pool, queries from its disjoint *test* pool (Q per class, or all of them as the paper
+does). Training episodes on base classes (`query_pool="train"`) draw shots and queries from the
+*train* pool, disjoint, as the reference implementations of ProtoNet and MAML do: base-class test
+images stay held out for measurement, and meta-training sees all ~500 train images per class instead
+of computing every query loss on the 50 test images. Episode i of seed s depends only on (s, i, pool classes), never on
 the method or on K: classes are drawn first, then each class's train pool is permuted once and the
 first K taken, so a 10-shot support set is contained in the 20-shot one of the same episode.
 Indices are class-major (all shots of class 0, then class 1, ...), labels are 0..N-1 in that order.
@@ -59,8 +63,15 @@ def _class_pools(data: ImageSet, class_ids: list[int]) -> dict[int, tuple[torch.
 
 
 def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: int, n_query: int | None,
-                    n_episodes: int, seed: int) -> list[Episode]:
-    """`n_episodes` episodes over `class_ids`. n_query=None takes every test image of each class."""
+                    n_episodes: int, seed: int, query_pool: str = "test") -> list[Episode]:
+    """`n_episodes` episodes over `class_ids`. n_query=None takes every test image of each class.
+
+    `query_pool="train"` (base-class meta-training) takes the queries from the train pool too, disjoint
+    from the shots; evaluation episodes keep the default "test"."""
+    if query_pool not in ("test", "train"):
+        raise ValueError(f"query_pool must be 'test' or 'train', got {query_pool!r}")
+    if query_pool == "train" and n_query is None:
+        raise ValueError("training episodes (query_pool='train') need a number of queries per class")
     for label, value in (("--ways", n_way), ("--shots", k_shot), ("--episodes", n_episodes)):
         if value <= 0:
             raise DataError(f"{label} must be a positive number, got {value}")
@@ -70,18 +81,23 @@ def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: in
         raise DataError(f"{n_way}-way episodes need {n_way} classes but the pool has {len(class_ids)}")
     train_counts = data.counts(TRAIN_POOL)
     test_counts = data.counts(TEST_POOL)
-    short = [data.class_names[c] for c in class_ids if int(train_counts[c]) < k_shot]
+    need = k_shot + (n_query if query_pool == "train" else 0)
+    short = [data.class_names[c] for c in class_ids if int(train_counts[c]) < need]
     if short:
         have = min(int(train_counts[data.class_id(n)]) for n in short)
+        if query_pool == "train":
+            raise DataError(f"training episodes need {k_shot} shots + {n_query} queries per class from the train "
+                            f"pool, but class {short[0]} has only {have} training images; lower the profile's "
+                            f"train_shots/train_queries to at most {have} in total")
         raise DataError(f"{k_shot} shots per class asked, but class {short[0]} has only {have} training images; "
                         f"lower --shots (or the profile's shots) to at most {have}")
-    if n_query is not None:
+    if query_pool == "test" and n_query is not None:
         shortq = [data.class_names[c] for c in class_ids if int(test_counts[c]) < n_query]
         if shortq:
             have = int(test_counts[data.class_id(shortq[0])])
             raise DataError(f"{n_query} queries per class asked, but class {shortq[0]} has only {have} test images; "
                             f"lower the profile's queries to at most {have} or use 'all'")
-    else:
+    elif query_pool == "test":
         empty = [data.class_names[c] for c in class_ids if int(test_counts[c]) == 0]
         if empty:
             raise DataError(f"class {empty[0]} has no test images to query; check the dataset's test/val split "
@@ -95,8 +111,11 @@ def sample_episodes(data: ImageSet, class_ids: list[int], n_way: int, k_shot: in
         for pos, c in enumerate(classes):
             train_idx, test_idx = pools[c]
             crng = _rng(seed, i, c, 104729)
-            support.append(train_idx[torch.from_numpy(crng.permutation(len(train_idx))[:k_shot])])
-            if n_query is None:
+            perm = torch.from_numpy(crng.permutation(len(train_idx)))
+            support.append(train_idx[perm[:k_shot]])
+            if query_pool == "train":
+                q = train_idx[perm[k_shot:k_shot + n_query]]
+            elif n_query is None:
                 q = test_idx
             else:
                 q = test_idx[torch.from_numpy(crng.permutation(len(test_idx))[:n_query])]

@@ -315,3 +315,41 @@ def test_continual_bad_numbers(tiny_set, kwargs):
     with pytest.raises(DataError) as exc:
         continual_tasks(tiny_set, [0, 1, 2, 3, 4, 5, 6], **args)
     one_line(exc)
+
+
+def test_training_episodes_draw_queries_from_the_train_pool(tiny_set):
+    """Base-class meta-training (query_pool="train"): shots and queries both from the train pool, disjoint."""
+    eps = sample_episodes(tiny_set, list(range(10)), n_way=5, k_shot=5, n_query=6, n_episodes=8, seed=3,
+                          query_pool="train")
+    for ep in eps:
+        assert tiny_set.pool[ep.support].eq(TRAIN_POOL).all()
+        assert tiny_set.pool[ep.query].eq(TRAIN_POOL).all()
+        assert not set(ep.support.tolist()) & set(ep.query.tolist())
+        assert tiny_set.labels[ep.query].view(5, 6).tolist() == [[c] * 6 for c in ep.classes]
+    # the evaluation episodes of the same seed are unchanged by the option's existence
+    test_eps = sample_episodes(tiny_set, list(range(10)), 5, 5, 6, 8, 3)
+    assert all(torch.equal(a.support, b.support) for a, b in zip(eps, test_eps, strict=True))
+    assert all(tiny_set.pool[e.query].eq(TEST_POOL).all() for e in test_eps)
+
+
+def test_training_episodes_need_shots_plus_queries_train_images(tiny_set):
+    with pytest.raises(DataError, match="shots \\+ .* queries per class from the train pool"):
+        sample_episodes(tiny_set, list(range(10)), 5, 20, 5, 1, 0, query_pool="train")
+
+
+def test_meta_training_never_sees_base_class_test_images(tiny_set):
+    """The defect this guards: meta-training computed every query loss on the base classes' test images."""
+    from methods.base import SourceData
+    from methods.episodic import meta_train_tasks
+    from tasks.augment import eval_transform
+    from tasks.splits import ClassSplit
+
+    data = tiny_set
+    data.images[data.pool == TEST_POOL] = 255  # mark every test image
+    names = data.class_names
+    split = ClassSplit(base=tuple(names[:6]), open_world=tuple(names[6:8]), novel=tuple(names[8:]), source="test")
+    marker = eval_transform(torch.full((1, 3, data.image_size, data.image_size), 255, dtype=torch.uint8))[0]
+    tasks = list(meta_train_tasks(SourceData(data, split, seed=0), 5, 4, 4, 10, 0, torch.device("cpu"),
+                                  augment=False))
+    seen = torch.cat([torch.cat([t.xs, t.xq]) for t in tasks])
+    assert not (seen == marker).flatten(1).all(1).any()
