@@ -39,6 +39,6 @@ class Scratch(Method):
             model, episode.support_x, episode.support_y, epochs=cfg["epochs"], lr=cfg["lr"],
             momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
             generator=g, device=self.device, eval_x=episode.query_x, eval_y=episode.query_y,
-            crop_padding=cfg.get("crop_padding", 0))
+            crop_padding=cfg.get("crop_padding", 0), last_batch=cfg.get("last_batch", "keep"))
         return EpisodeResult(accuracy=curve[-1], curve=curve, wall_s=time.perf_counter() - t0,
                              params=count_params(model))

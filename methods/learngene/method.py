@@ -233,8 +233,8 @@ def open_world_rows(source: SourceData, profile: Mapping[str, Any], cache: Any,
           family="learngene", uniform=True, inherit_position="middle")
 @register("learngene-top-uniform", "Learngene from the top 3 blocks of the uniform collective network (Fig. 6b)",
           family="learngene", uniform=True, inherit_position="top")
-@register("learngene-official", "The released code's behaviour: double softmax, EWC off, weights leak across tasks",
-          family="learngene", faithful_softmax=True, ewc_lambda=0.0, reuse_across_tasks=True)
+@register("learngene-official", "The released code's behaviour: double softmax, EWC off, weights leak across tasks, 4-image last batch",
+          family="learngene", faithful_softmax=True, ewc_lambda=0.0, reuse_across_tasks=True, last_batch="keep")
 class Learngene(Method):
     """Learngene: a fresh individual model per episode = new random front + inherited learngene + new head."""
 
@@ -301,7 +301,7 @@ class Learngene(Method):
             model, episode.support_x, episode.support_y, epochs=cfg["epochs"], lr=cfg["lr"],
             momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
             generator=g, device=self.device, eval_x=episode.query_x, eval_y=episode.query_y,
-            crop_padding=cfg.get("crop_padding", 0), extra_loss=penalty)
+            crop_padding=cfg.get("crop_padding", 0), last_batch=cfg.get("last_batch", "keep"), extra_loss=penalty)
         if cfg["reuse_across_tasks"]:
             self._carry = model
         extra = {"ewc_lambda": lam, "gene_blocks": [i + 1 for i in self.gene["indices"]],

@@ -1,0 +1,191 @@
+"""The budget rule, measured: does doubling a method's base-training budget still move its accuracy?
+
+`python -m bench.budget --method protonet,finetune --profile quick --image-size 32` trains each method
+at its profile budget (1x) and at `--factor` times it, evaluates both on the same seeded 5-way
+episodes of the **open-world classes, which serve as validation classes** (the novel classes that
+Table 3 reports are never touched), and writes `results/budgets.md` (+ `budgets.csv`): accuracy at
+1x and 2x, their paired difference with its 95 % CI, the base-training wall time of each, and whether
+the method has converged by the rule "doubling the budget moves 5-way accuracy by < 1 point".
+
+Why a separate module and not an experiment of `bench run`: budgets are chosen *before* the grid
+runs, on other classes, and their evidence is a table of its own, not a cell of Table 3.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.profiles import load_profile, resolve
+from bench.runner import Env, RunSpec, run_episodes
+from bench.stats import mean_ci95
+from methods.registry import UnknownMethodError
+from methods.registry import entry as method_entry
+from tasks.errors import DataError
+
+#: The pool budgets are chosen on. Never "novel": that is what the tables report.
+VALIDATION_POOL = "open_world"
+#: Moving less than this (accuracy points) when the budget doubles counts as converged.
+CONVERGED_POINTS = 1.0
+
+
+@dataclass(frozen=True)
+class Knob:
+    """Where a method family's base-training budget lives in a profile."""
+
+    section: tuple[str, ...]
+    key: str
+
+
+#: The budget knob of each method family: meta-training iterations, pre-training epochs, the
+#: collective model's epochs per task, or (scratch, which has no base training) its support-set epochs.
+BUDGET_KNOBS: dict[str, Knob] = {
+    "protonet": Knob(("methods", "protonet"), "meta_iterations"),
+    "matchingnet": Knob(("methods", "matchingnet"), "meta_iterations"),
+    "maml": Knob(("methods", "maml"), "meta_iterations"),
+    "finetune": Knob(("methods", "finetune"), "pretrain_epochs"),
+    "deepemd": Knob(("methods", "deepemd"), "meta_iterations"),
+    "learngene": Knob(("collective",), "epochs"),
+    "scratch": Knob(("individual",), "epochs"),
+}
+
+
+def knob_for(method: str) -> Knob:
+    family = method_entry(method).family
+    family = {"fomaml": "maml", "protomaml": "maml", "finetune++": "finetune"}.get(family, family)
+    if family not in BUDGET_KNOBS:
+        raise UsageError(f"no budget knob is known for method '{method}' (family {family}); "
+                         f"known families: {', '.join(BUDGET_KNOBS)}")
+    return BUDGET_KNOBS[family]
+
+
+def _get(profile: dict, knob: Knob) -> float:
+    node = profile
+    for part in knob.section:
+        node = node.get(part, {})
+    if knob.key not in node:
+        raise UsageError(f"the profile has no [{'.'.join(knob.section)}] {knob.key}; add it to measure its budget")
+    return node[knob.key]
+
+
+def _patch(knob: Knob, value: float) -> dict:
+    patch: dict = {knob.key: value}
+    for part in reversed(knob.section):
+        patch = {part: patch}
+    return patch
+
+
+def measure(env: Env, method: str, factor: float, shots: list[int], seeds: int, tasks: int) -> list[dict]:
+    """Episode rows for `method` at 1x and `factor`x its budget, on validation episodes."""
+    knob = knob_for(method)
+    base = _get(env.spec.profile, knob)
+    rows = []
+    for scale in (1.0, factor):
+        value = type(base)(round(base * scale)) if isinstance(base, int) else base * scale
+        patch = _patch(knob, value)
+        t0 = time.perf_counter()
+        for seed in range(seeds):
+            env.prepared(method, seed, profile_patch=patch)
+        prep_s = time.perf_counter() - t0
+        for k in shots:
+            for seed in range(seeds):
+                for r in run_episodes(env, method, VALIDATION_POOL, k, seed, tasks, profile_patch=patch):
+                    if r["metric"] == "accuracy":
+                        rows.append({"method": method, "knob": f"[{'.'.join(knob.section)}] {knob.key}",
+                                     "scale": scale, "budget": value, "shots": k, "seed": seed,
+                                     "episode": r["episode"], "acc": 100 * r["value"], "prepare_s": prep_s})
+    return rows
+
+
+def summarise(d: pd.DataFrame, factor: float) -> pd.DataFrame:
+    out = []
+    for (method, k), g in d.groupby(["method", "shots"], sort=False):
+        one = g[g.scale == 1.0].set_index(["seed", "episode"])
+        two = g[g.scale == factor].set_index(["seed", "episode"])
+        diff = (two.acc - one.acc).dropna().to_numpy()
+        m1, h1, n = mean_ci95(one.acc)
+        m2, h2, _ = mean_ci95(two.acc)
+        dm, dh, _ = mean_ci95(diff)
+        out.append({"method": method, "knob": g.knob.iloc[0], "shots": k, "budget_1x": one.budget.iloc[0],
+                    "budget_2x": two.budget.iloc[0], "acc_1x": m1, "ci_1x": h1, "acc_2x": m2, "ci_2x": h2,
+                    "delta": dm, "delta_ci": dh, "n": n, "prepare_s_1x": one.prepare_s.iloc[0],
+                    "prepare_s_2x": two.prepare_s.iloc[0], "converged": bool(abs(dm) < CONVERGED_POINTS)})
+    return pd.DataFrame(out)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (speed figures are meaningless without it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def to_markdown(s: pd.DataFrame, command: str, profile: str, factor: float) -> str:
+    cpu = cpu_name()
+    lines = ["# Base-training budgets (validation classes)", "",
+             f"`{command}` — profile `{profile}`; accuracy (%) on seeded 5-way episodes of the open-world "
+             f"classes (the validation classes; novel classes are never used to choose a budget), every "
+             f"episode run at 1x and {factor:g}x the budget. ± is the half-width of the 95 % Student-t "
+             f"confidence interval over episodes; Δ is paired (same episodes). Converged = |Δ| < "
+             f"{CONVERGED_POINTS:g} point. Wall times are base training on {os.cpu_count()} cores ({cpu}).", "",
+             "| Method | budget knob | shots | 1x | acc 1x | 2x | acc 2x | Δ (2x − 1x) | converged | train s 1x / 2x |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s.itertuples():
+        lines.append(f"| {r.method} | {r.knob} | {r.shots} | {r.budget_1x:g} | {r.acc_1x:.2f} ± {r.ci_1x:.2f} | "
+                     f"{r.budget_2x:g} | {r.acc_2x:.2f} ± {r.ci_2x:.2f} | {r.delta:+.2f} ± {r.delta_ci:.2f} | "
+                     f"{'yes' if r.converged else 'no'} | {r.prepare_s_1x:.0f} / {r.prepare_s_2x:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.budget", description=__doc__.splitlines()[0])
+    ap.add_argument("--method", required=True, help="comma-separated method names")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--dataset", default="tiny-imagenet")
+    ap.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR", "../shared/data"))
+    ap.add_argument("--factor", type=float, default=2.0)
+    ap.add_argument("--tasks", type=int, default=20, help="validation episodes per seed and shot")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path("results/budgets.md"))
+    args = ap.parse_args(argv)
+    try:
+        names = [m for m in args.method.split(",") if m]
+        for m in names:
+            knob_for(m)
+        if args.factor <= 1 or args.tasks < 2 or args.seeds < 1:
+            raise UsageError("--factor must be > 1, --tasks >= 2 and --seeds >= 1")
+        profile = resolve(load_profile(args.profile), image_size=args.image_size)
+        shots = [int(k) for k in profile["episodes"]["shots"]]
+        with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:  # fresh artifacts: honest wall times
+            env = Env(RunSpec(args.dataset, args.data_dir, args.image_size, profile, tmp, device=args.device))
+            rows = [r for m in names for r in measure(env, m, args.factor, shots, args.seeds, args.tasks)]
+    except (UsageError, UnknownMethodError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    d = pd.DataFrame(rows)
+    s = summarise(d, args.factor)
+    command = "python -m bench.budget " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(to_markdown(s, command, profile.get("name", args.profile), args.factor))
+    d.to_csv(args.out.with_suffix(".csv"), index=False)
+    print(args.out.read_text())
+    return 0 if np.isfinite(s.delta).all() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

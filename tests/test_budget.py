@@ -1,0 +1,45 @@
+"""The budget rule (`python -m bench.budget`): validation classes only, paired 1x/2x, one-line errors."""
+from __future__ import annotations
+
+import pytest
+
+import bench.runner
+from bench import budget
+from tasks.splits import resolve_split
+
+
+def test_budget_reads_only_validation_classes(tmp_path, monkeypatch):
+    """Budgets must never be chosen on the novel classes that Table 3 reports."""
+    pools: list[tuple[set[int], set[int], set[int]]] = []
+    real = bench.runner.sample_episodes
+
+    def spy(data, class_ids, *args, **kwargs):
+        split = resolve_split(data, None)
+        pools.append((set(class_ids), set(split.ids(data, "open_world")), set(split.ids(data, "novel"))))
+        return real(data, class_ids, *args, **kwargs)
+
+    monkeypatch.setattr(bench.runner, "sample_episodes", spy)
+    out = tmp_path / "budgets.md"
+    assert budget.main(["--method", "protonet", "--profile", "smoke", "--dataset", "synthetic",
+                        "--tasks", "2", "--out", str(out)]) == 0
+    assert len(pools) == 4  # 2 budgets x 2 shots x 1 seed
+    assert all(used == validation and not used & novel for used, validation, novel in pools)
+    text = out.read_text()
+    assert "| protonet | [methods.protonet] meta_iterations | 10 | 3 |" in text and "| 6 |" in text
+    assert "confidence interval" in text and (tmp_path / "budgets.csv").exists()
+
+
+def test_every_method_family_has_a_budget_knob():
+    import methods
+
+    for name in methods.names():
+        assert budget.knob_for(name).key
+
+
+@pytest.mark.parametrize("argv", [["--method", "nosuch"], ["--method", "scratch", "--factor", "1"]])
+def test_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
+    out = tmp_path / "b.md"
+    assert budget.main([*argv, "--dataset", "synthetic", "--profile", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert not out.exists()
