@@ -33,12 +33,14 @@ class ResultsStore:
         self.root = Path(root)
 
     def check_writable(self) -> None:
-        """Create the results directory (the first write of a run) or fail in one line."""
+        """Create the results directory (the first write of a run) or fail in one line.
+
+        No probe file: taking the results lock (bench/lock.py) right after opens `.lock` for writing,
+        which is the probe, and a run refused by the lock then leaves the directory untouched."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
         except OSError as exc:
             raise UsageError(f"results directory {self.root} is not writable ({exc.strerror}); "
                              "pass --results-dir to a folder you can write") from exc
