@@ -18,9 +18,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench import profiles as profiles_mod
+from bench.atomic import atomic_write_text
 from bench.errors import UsageError
 from bench.executors import EXECUTORS, check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
+from bench.lock import ResultsLock
 from bench.runner import Cell, Env, RunSpec, cell_config, env_for, queries_per_class, resolve_device
 from bench.store import ResultsStore
 from tasks.errors import DataError
@@ -54,6 +56,12 @@ def _sizes(text: str) -> list[int]:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--meth` must not silently mean `--method`, or a future flag could change
+        # what an old command line does.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
@@ -86,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
     r.add_argument("--dry-run", action="store_true", help="print the grid of cells and its estimated cost; run nothing")
     r.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    r.add_argument("--wait", action="store_true", help="if another run holds the results directory, wait for it "
+                   "instead of exiting")
 
     rep = sub.add_parser("report", help="rebuild tables, figures and runs.csv from stored results only")
     rep.add_argument("--results-dir", type=Path, default=Path("results"))
+    rep.add_argument("--wait", action="store_true", help="if a run holds the results directory, wait for it")
 
     ls = sub.add_parser("list", help="list methods, experiments, datasets or profiles")
     ls.add_argument("what", choices=["methods", "experiments", "datasets", "profiles"])
@@ -147,20 +158,26 @@ def _data_dir(arg: Path | None) -> Path:
     return (arg or default_data_dir()).expanduser()
 
 
-def plan(args, profile: dict, size: int, method_names: list[str], experiments: list[str],
-         data_dir: Path, store: ResultsStore) -> tuple[RunSpec, list[tuple[Cell, dict]], Env]:
-    """Load the data (validating it), build the grid for one image size, and the config of each cell."""
-    spec = RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
+def _spec(args, profile: dict, size: int, data_dir: Path, store: ResultsStore) -> RunSpec:
+    return RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
                    profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
                    results_dir=str(store.root), device=resolve_device(args.device),
                    split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None))
+
+
+def _cells(spec: RunSpec, method_names: list[str], experiments: list[str]) -> list[Cell]:
+    return [cell for name in experiments for cell in get_experiment(name).cells(spec, method_names)]
+
+
+def plan(args, profile: dict, size: int, method_names: list[str], experiments: list[str],
+         data_dir: Path, store: ResultsStore) -> tuple[RunSpec, list[tuple[Cell, dict]], Env]:
+    """Load the data (validating it), build the grid for one image size, and the config of each cell."""
+    spec = _spec(args, profile, size, data_dir, store)
     env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
     _validate_shots(env, spec.profile)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
-    grid = []
-    for name in experiments:
-        for cell in get_experiment(name).cells(spec, method_names):
-            grid.append((cell, cell_config(cell, spec, data_id, env.split.to_json())))
+    split = env.split.to_json()
+    grid = [(cell, cell_config(cell, spec, data_id, split)) for cell in _cells(spec, method_names, experiments)]
     return spec, grid, env
 
 
@@ -180,45 +197,87 @@ def _validate_shots(env: Env, profile: dict) -> None:
 
 
 def cmd_run(args) -> int:
+    """Validate everything (arguments, GPU, data, shots) for every image size, then create and lock
+    the results directory, then run. Nothing is written before the last check has passed."""
     import methods
+    from bench import validate
 
     check_executor(args.executor)
     profile = profiles_mod.load_profile(args.profile)
-    method_names = _select(args.method, methods.names(), "method")
-    experiments = _select(args.experiment, list(EXPERIMENT_NAMES), "experiment")
-    data_dir = _data_dir(args.data_dir)
+    method_names = validate.unique(_select(args.method, methods.names(), "method"), "--method")
+    experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
     if args.dataset != "auto":
         from tasks.datasets import dataset_names
 
         if args.dataset not in dataset_names():
             raise UsageError(f"unknown dataset '{args.dataset}'; choose one of: {', '.join(dataset_names())}")
-        args.dataset_resolved = args.dataset
-    else:
-        from tasks.datasets import resolve_auto
-
-        args.dataset_resolved = resolve_auto(data_dir)
     sizes = args.image_size or profile.get("data", {}).get("image_sizes") or [profile["data"]["image_size"]]
+    validate.check_image_sizes(sizes, from_profile=not args.image_size)
+    if not (args.executor == "ray" and args.ray_address):  # a joined cluster's GPUs are checked by the executor
+        validate.check_device(args.device)
     store = ResultsStore(args.results_dir)
-    if not args.dry_run:
-        store.check_writable()
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.results_dir.exists() and not args.results_dir.is_dir():
+        raise UsageError(f"--results-dir {args.results_dir} is a file, not a folder; pass a folder")
+    data_dir = _data_dir(args.data_dir)
+    source = validate.data_dir_source(args.data_dir)
+    if args.dataset == "synthetic":
+        args.dataset_resolved = "synthetic"
+    else:
+        args.dataset_resolved = validate.resolve_dataset(args.dataset, data_dir, source, args.dry_run)
+    for size in sizes:  # cheap checks of every size before any data is loaded
+        spec = _spec(args, profile, size, data_dir, store)
+        validate.check_collective_size(size, {c.method for c in _cells(spec, method_names, experiments)})
+    # Loading the data is the last check (corrupt files, too few images per class); environments are
+    # rebuilt from the decode cache when a run has several sizes, so only one is held at a time.
+    plans = [plan(args, profile, size, method_names, experiments, data_dir, store)[:2] for size in sizes]
+    if args.dry_run:
+        from bench.estimate import describe_grid
+
+        for spec, grid in plans:
+            todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
+            _note_synthetic(spec, profile)
+            print(describe_grid(spec, grid, todo, env_for(spec)))
+        return 0
+    store.check_writable()  # the first write: create the results directory
+    lock = ResultsLock(store.root).acquire(wait=getattr(args, "wait", False), purpose=_command())
+    try:
+        _run_plans(args, store, profile, plans)
+        if not args.no_report:
+            return _report(Path(args.results_dir))
+    finally:
+        lock.release()
+    return 0
+
+
+def _command() -> str:
+    return "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _note_synthetic(spec: RunSpec, profile: dict) -> None:
+    if spec.dataset == "synthetic":
+        print(f"note: synthetic {spec.image_size}px profile={profile['name']} uses SYNTHETIC procedural images; "
+              "its numbers say nothing about real data", file=sys.stderr)
+
+
+def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSpec, list[tuple[Cell, dict]]]]) -> None:
+    """Run every size's grid under the results lock: which cells are done is read only now, so two
+    runs never compute the same cell."""
+    command = _command()
     # The code version is read before any work, so the record names the code that ran.
     code = {"commit": _git("rev-parse", "--short", "HEAD"),
             # results files written by earlier runs are not code changes
             "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"))}
-    for size in sizes:
+    for spec, grid in plans:
         t0 = time.time()
-        spec, grid, env = plan(args, profile, size, method_names, experiments, data_dir, store)
+        size = spec.image_size
+        for _, cfg in grid:
+            if store.has_marker(cfg) and not store.is_done(cfg):
+                d = store.cell_dir(cfg)
+                print(f"warning: cell {d.relative_to(store.root)} ({cfg['experiment']}/{cfg['method']}) is damaged "
+                      f"({store.damage(d)}); computing it again", file=sys.stderr)
         todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
         label = f"{spec.dataset} {size}px profile={profile['name']}"
-        if env.data.synthetic:
-            print(f"note: {label} uses SYNTHETIC procedural images; its numbers say nothing about real data",
-                  file=sys.stderr)
-        if args.dry_run:
-            from bench.estimate import describe_grid
-
-            print(describe_grid(spec, grid, todo, env))
-            continue
+        _note_synthetic(spec, profile)
         print(f"{label}: {len(grid)} cells, {len(grid) - len(todo)} already done, {len(todo)} to run "
               f"(device {spec.device}, executor {args.executor})", file=sys.stderr)
         configs = {id(c): cfg for c, cfg in todo}
@@ -231,11 +290,6 @@ def cmd_run(args) -> int:
             bar.update()
         bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo))
-    if args.dry_run:
-        return 0
-    if not args.no_report:
-        return cmd_report(argparse.Namespace(results_dir=args.results_dir))
-    return 0
 
 
 def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
@@ -249,22 +303,40 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wa
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
            "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
            "cpu_count": os.cpu_count()}
-    with open(meta_dir / "runs.jsonl", "a") as fh:
+    with open(meta_dir / "runs.jsonl", "a") as fh:  # append-only log: one line per run, fsynced
         fh.write(json.dumps(rec) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     prof_path = meta_dir / f"profile_{spec.dataset}_{spec.image_size}px_{spec.profile.get('name')}.json"
-    prof_path.write_text(json.dumps(spec.profile, indent=1, sort_keys=True))
+    atomic_write_text(prof_path, json.dumps(spec.profile, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------------------------- report
 
 
 def cmd_report(args) -> int:
-    from bench.collect import collect, write_runs_csv
-    from bench.report import ReportContext
-
+    """`report` on its own: take the results lock (a run may be writing cells), then rebuild."""
     results_dir = Path(args.results_dir)
-    if not results_dir.exists():
+    if not results_dir.is_dir():
         raise UsageError(f"no results in {results_dir}; run `python -m bench run` first or pass --results-dir")
+    with ResultsLock(results_dir).acquire(wait=getattr(args, "wait", False), purpose="report"):
+        return _report(results_dir)
+
+
+def _report(results_dir: Path) -> int:
+    """Tables, figures, runs.csv and README from the stored cells; the caller holds the lock.
+
+    Damaged cells stop the report (a table silently missing a cell would be wrong, not partial), and
+    outputs of experiments that no longer have rows are removed, not left on disk looking current."""
+    from bench.collect import collect, write_runs_csv
+    from bench.report import ReportContext, remove_stale_outputs
+
+    damaged = ResultsStore(results_dir).damaged()
+    if damaged:
+        names = ", ".join(str(d.relative_to(results_dir)) for d, _ in damaged[:5])
+        more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+        raise UsageError(f"{len(damaged)} damaged cell(s) in {results_dir}: {names}{more} ({damaged[0][1]}); run the "
+                         "same `python -m bench run` again to recompute them, or delete those cell folders")
     df = collect(results_dir)
     if df.empty:
         raise UsageError(f"no finished cells in {results_dir}; run `python -m bench run` first")
@@ -277,6 +349,8 @@ def cmd_report(args) -> int:
             written += get_experiment(name).report(sub, ctx)
     from bench.summary import write_summary
 
+    for path in remove_stale_outputs(ctx, written):
+        print(f"removed {path} (its experiment has no rows now)", file=sys.stderr)
     written.append(write_summary(df, ctx))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

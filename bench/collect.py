@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.atomic import atomic_write_text
 from bench.store import ResultsStore
 from methods.artifacts import config_hash
 
@@ -40,5 +41,5 @@ def collect(results_dir: Path | str) -> pd.DataFrame:
 def write_runs_csv(df: pd.DataFrame, results_dir: Path | str) -> Path:
     path = Path(results_dir) / "runs.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, float_format="%.6g")
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
     return path

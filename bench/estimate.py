@@ -74,7 +74,9 @@ def describe_grid(spec: RunSpec, grid: list[tuple[Cell, dict]], todo: list[tuple
     prof = spec.profile
     n_query = queries_per_class(prof) or 50  # "all": Tiny-ImageNet's 50 test images per class
     ind_macs = macs(IndividualNet(5, spec.image_size, prof["individual"]["width"]), spec.image_size)
-    col_macs = macs(CollectiveNet(64, spec.image_size, width=prof.get("collective", {}).get("width", 1.0)), spec.image_size)
+    # the collective network needs >= 32 px; below that no learngene cell can be in the grid
+    col_macs = (macs(CollectiveNet(64, spec.image_size, width=prof.get("collective", {}).get("width", 1.0)),
+                     spec.image_size) if spec.image_size >= 32 else 0)
     counts = Counter((c.experiment, c.method) for c, _ in grid)
     pending = Counter((c.experiment, c.method) for c, _ in todo)
     lines = [f"dry run: {spec.dataset} at {spec.image_size} px, profile {prof.get('name')}, device {spec.device}",

@@ -28,11 +28,15 @@ Many machines (`--ray-address HOST:PORT`): every node needs this package install
 (`pip install '.[ray]'`), the dataset at the same `--data-dir` path, and, when the cluster uses token
 authentication, the cluster's token in RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH). The results store
 need not be shared: workers never write it, and artifacts travel with the prepare tasks' results.
+A node whose filesystem lacks the driver's `--results-dir` path keeps its artifact cache wherever
+`BENCH_NODE_ARTIFACT_DIR` points in that node's environment (`NODE_ARTIFACT_ENV`; the multi-node
+test gives every node its own, i.e. no shared filesystem).
 GPU cells declare one GPU each, and Ray then runs each in a fresh worker (its default for GPU
 tasks), which frees GPU memory between cells at the cost of rebuilding the Env per cell.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -53,6 +57,8 @@ OBJECT_STORE_BYTES = 200 * 2**20
 MAX_RETRIES = 3
 DEFAULT_CELL_MEMORY_MB = 1024  # a torch-holding worker is ~0.7 GiB RSS (spec/infra.md §3.2)
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+NODE_ARTIFACT_ENV = "BENCH_NODE_ARTIFACT_DIR"
 
 CellFn = Callable[[RunSpec, Cell], dict]
 ArtifactFiles = dict[str, dict[str, bytes]]  # artifact dir name -> file name -> bytes
@@ -160,15 +166,44 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _prepare(spec: RunSpec, cell: Cell, threads: int) -> ArtifactFiles:
-    """Prepare the cell's method once (building its artifacts) and return the files it built."""
-    _set_threads(threads)
+def _node_local(spec: RunSpec) -> RunSpec:
+    """The spec as this node sees it: its artifact cache under NODE_ARTIFACT_ENV when set.
+
+    Workers use `results_dir` only for the artifact cache (`RunSpec.cache_dir`); the store itself is
+    written by the driver alone, so pointing it elsewhere on a worker changes nothing else."""
+    node_dir = os.environ.get(NODE_ARTIFACT_ENV)
+    if not node_dir:
+        return spec
+    return dataclasses.replace(spec, results_dir=str(Path(node_dir) / "results"))
+
+
+_USED: dict[Hashable, list[str]] = {}  # per worker process: artifact key -> artifact dirs its prepare used
+
+
+def _prepare_here(spec: RunSpec, cell: Cell) -> Hashable:
+    """Prepare the cell's method in this process and remember which artifact dirs that used."""
     env = env_for(spec)
     p = cell.params
-    n_before = len(env.cache.built)
+    key = artifact_key(spec, cell)
+    n_before = len(env.cache.touched)
     env.prepared(cell.method, int(p.get("seed", 0)), p.get("method_options"))
+    used = env.cache.touched[n_before:]
+    if used or key not in _USED:  # nothing touched: prepared earlier in this process, keep that record
+        _USED[key] = list(dict.fromkeys(used))
+    return key
+
+
+def _prepare(spec: RunSpec, cell: Cell, threads: int) -> ArtifactFiles:
+    """Prepare the cell's method once and return the files of every artifact it used.
+
+    Every artifact it used, not only those this process built: when a node is lost, Ray re-runs a
+    prepare task whose result lived there, possibly in a worker that prepared (or loaded) the method
+    before; shipping only fresh builds would then ship nothing and every node would train it again."""
+    _set_threads(threads)
+    spec = _node_local(spec)
+    key = _prepare_here(spec, cell)
     out: ArtifactFiles = {}
-    for d in map(Path, env.cache.built[n_before:]):
+    for d in map(Path, _USED[key]):
         out[d.name] = {f.name: f.read_bytes() for f in d.iterdir() if f.is_file() and not f.name.startswith(".")}
     return out
 
@@ -188,11 +223,21 @@ def _install_artifacts(spec: RunSpec, artifacts: ArtifactFiles) -> None:
 
 def _run_cell(spec: RunSpec, cell: Cell, threads: int, artifacts: ArtifactFiles | None,
               cell_fn: CellFn | None) -> dict:
-    """One cell on a worker; `artifacts` is the resolved output of its group's prepare task."""
+    """One cell on a worker; `artifacts` is the resolved output of its group's prepare task.
+
+    The result also names the node that ran it and how many artifacts this task had to train itself
+    (0 when its group's prepare task shipped them), so a multi-node run can be audited."""
     _set_threads(threads)
-    if artifacts:
+    spec = _node_local(spec)
+    cache = env_for(spec).cache
+    n_built = len(cache.built)
+    if artifacts is not None:  # a member of a group with a prepare task: load its state the same way
         _install_artifacts(spec, artifacts)
-    return (cell_fn or execute_recorded)(spec, cell)
+        _prepare_here(spec, cell)  # so a later re-run of that prepare here can ship what it used
+    result = (cell_fn or execute_recorded)(spec, cell)
+    result["node"] = ray.get_runtime_context().get_node_id()
+    result["artifacts_built_by_cell"] = len(env_for(spec).cache.built) - n_built
+    return result
 
 
 _prepare_remote = ray.remote(_prepare)

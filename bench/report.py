@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from bench.atomic import atomic_write_text
 from bench.stats import fmt_ci, mean_ci95
 
 METHOD_ORDER = ("maml", "fomaml", "protonet", "protomaml", "matchingnet", "finetune", "finetune++", "deepemd",
@@ -71,7 +72,7 @@ class ReportContext:
     def write_table(self, name: str, heading: str, sections: list[str]) -> Path:
         self.tables_dir.mkdir(parents=True, exist_ok=True)
         path = self.tables_dir / f"{name}.md"
-        path.write_text(heading + "\n\n" + "\n\n".join(sections).rstrip() + "\n")
+        atomic_write_text(path, heading + "\n\n" + "\n\n".join(sections).rstrip() + "\n")
         return path
 
     def figure_path(self, name: str, key: GroupKey) -> Path:
@@ -128,3 +129,23 @@ def method_table(df: pd.DataFrame, meta: dict,
             cells.append(f"{mean * 100 - pub[0]:+.2f}" if pub and not math.isnan(mean) else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def remove_stale_outputs(ctx: ReportContext, written: list[Path]) -> list[Path]:
+    """Delete tables and figures a previous report made that this one did not (their experiment, or
+    their dataset/size/profile group, has no rows now), so no file on disk looks current when it is not.
+
+    Only files named after an experiment (`table3.md`, `fig4ab_curves_<group>.png`, ...) are candidates,
+    so anything else a user keeps in those folders is left alone."""
+    from bench.experiments import EXPERIMENT_NAMES
+
+    keep = {Path(p).resolve() for p in written}
+    removed = []
+    for folder, pattern in ((ctx.tables_dir, "*.md"), (ctx.figures_dir, "*.png")):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob(pattern)):
+            if path.stem.startswith(EXPERIMENT_NAMES) and path.resolve() not in keep:
+                path.unlink()
+                removed.append(path)
+    return removed

@@ -1,25 +1,31 @@
 """The results store: one directory per cell, keyed by a hash of its full config (DomainBed style).
 
 `cells/<experiment>/<hash>/cell.json` (config), `result.json` (tidy rows), and `done`, written
-last and atomically. A rerun skips done cells; a run killed mid-cell loses only that cell, whose
-half-written files are overwritten next time. Only the driver writes here (executors return rows).
+last. Every file is written to a temporary file, fsynced and renamed (bench/atomic.py). `done`
+holds the sha256 of `cell.json` and `result.json`, so a cell whose files were damaged after it
+finished (a truncated copy, a bad disk, a hand edit) is recognised: a run computes it again with a
+warning and `report` refuses to build tables without it. A rerun skips done cells; a run killed
+mid-cell loses only that cell. Only the driver writes here (executors return rows), and only while
+it holds the results directory's lock (bench/lock.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write_text
 from bench.errors import UsageError
 from methods.artifacts import config_hash
 
+CHECKED_FILES = ("cell.json", "result.json")
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class ResultsStore:
@@ -27,12 +33,14 @@ class ResultsStore:
         self.root = Path(root)
 
     def check_writable(self) -> None:
-        """Fail early, before any work, when the results directory cannot be written."""
+        """Create the results directory (the first write of a run) or fail in one line.
+
+        No probe file: taking the results lock (bench/lock.py) right after opens `.lock` for writing,
+        which is the probe, and a run refused by the lock then leaves the directory untouched."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
         except OSError as exc:
             raise UsageError(f"results directory {self.root} is not writable ({exc.strerror}); "
                              "pass --results-dir to a folder you can write") from exc
@@ -48,24 +56,68 @@ class ResultsStore:
     def cell_dir(self, config: dict[str, Any]) -> Path:
         return self.cells_dir / config["experiment"] / config_hash(config)
 
-    def is_done(self, config: dict[str, Any]) -> bool:
+    @staticmethod
+    def damage(d: Path) -> str | None:
+        """Why a cell directory with a `done` marker cannot be trusted, or None when it can.
+
+        A `done` written before checksums existed (empty) is trusted when both files parse."""
+        try:
+            marker = (d / "done").read_text()
+        except OSError as exc:
+            return f"done marker unreadable ({exc.strerror})"
+        try:
+            blobs = {name: (d / name).read_bytes() for name in CHECKED_FILES}
+        except OSError as exc:
+            return f"{Path(exc.filename).name} is missing or unreadable" if exc.filename else "a file is unreadable"
+        if not marker.strip():  # legacy marker: no checksums to compare, so parse instead
+            for name, blob in blobs.items():
+                try:
+                    json.loads(blob)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    return f"{name} is not valid JSON"
+            return None
+        try:
+            sums = json.loads(marker)["sha256"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return "done marker is damaged"
+        for name, blob in blobs.items():
+            if sums.get(name) != _sha256(blob):
+                return f"{name} does not match the checksum in its done marker"
+        return None
+
+    def has_marker(self, config: dict[str, Any]) -> bool:
         return (self.cell_dir(config) / "done").exists()
+
+    def is_done(self, config: dict[str, Any]) -> bool:
+        """Finished and intact: a damaged cell is not done, so a run computes it again."""
+        d = self.cell_dir(config)
+        return (d / "done").exists() and self.damage(d) is None
 
     def write(self, config: dict[str, Any], result: dict[str, Any]) -> None:
         d = self.cell_dir(config)
         d.mkdir(parents=True, exist_ok=True)
         (d / "done").unlink(missing_ok=True)
-        _atomic_write(d / "cell.json", json.dumps(config, indent=1, sort_keys=True))
-        _atomic_write(d / "result.json", json.dumps(result))
-        _atomic_write(d / "done", "")
+        texts = {"cell.json": json.dumps(config, indent=1, sort_keys=True), "result.json": json.dumps(result)}
+        for name, text in texts.items():
+            atomic_write_text(d / name, text)
+        sums = {name: _sha256(text.encode("utf-8")) for name, text in texts.items()}
+        atomic_write_text(d / "done", json.dumps({"sha256": sums}, sort_keys=True) + "\n")
+
+    def _marked(self) -> list[Path]:
+        return sorted(p.parent for p in self.cells_dir.glob("*/*/done")) if self.cells_dir.exists() else []
+
+    def damaged(self) -> list[tuple[Path, str]]:
+        """(cell directory, reason) of every cell marked done whose files do not check out."""
+        out = []
+        for d in self._marked():
+            why = self.damage(d)
+            if why is not None:
+                out.append((d, why))
+        return out
 
     def iter_done(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """(config, result) of every finished cell, in a stable order."""
-        if not self.cells_dir.exists():
-            return
-        for done in sorted(self.cells_dir.glob("*/*/done")):
-            d = done.parent
-            try:
-                yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # a cell whose files were damaged after `done`: it is not trusted
+        """(config, result) of every finished, intact cell, in a stable order (see `damaged()`)."""
+        for d in self._marked():
+            if self.damage(d) is not None:
+                continue
+            yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.atomic import atomic_write_text
 from bench.report import ReportContext
 from bench.stats import mean_ci95
 
@@ -96,5 +97,5 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
     for f in sorted(ctx.figures_dir.glob("*.png")):
         lines.append(f"- [{f.stem}](figures/{f.name})")
     path = ctx.results_dir / "README.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path

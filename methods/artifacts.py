@@ -30,6 +30,7 @@ class ArtifactCache:
         self.root = Path(root)
         self._memo: dict[str, Any] = {}
         self.built: list[str] = []  # keys built by this process (tests and reports read it)
+        self.touched: list[str] = []  # keys asked for by this process, built, loaded or memoised (in order)
 
     def path(self, kind: str, config: Any) -> Path:
         return self.root / f"{kind}-{config_hash(config)}"
@@ -40,6 +41,7 @@ class ArtifactCache:
     def get_or_build(self, kind: str, config: Any, build: Callable[[], Any]) -> Any:
         d = self.path(kind, config)
         key = str(d)
+        self.touched.append(key)
         if key in self._memo:
             return self._memo[key]
         d.mkdir(parents=True, exist_ok=True)

@@ -121,14 +121,23 @@ def cached(source: Path, name: str, size: int | None, cache_dir: Path | None,
     return data
 
 
-def decode_images(blobs: list[bytes], size: int | None, desc: str) -> torch.Tensor:
-    """Decode encoded images (JPEG/PNG/...) to uint8 [N,3,S,S], resizing to `size` (antialiased)."""
+def decode_images(blobs: list[bytes], size: int | None, desc: str, names: list[str] | None = None) -> torch.Tensor:
+    """Decode encoded images (JPEG/PNG/...) to uint8 [N,3,S,S], resizing to `size` (antialiased).
+
+    With `names` (one per blob), a file that is not a readable image is a `DataError` naming it, so
+    the user knows which file to remove; without, PIL's OSError propagates for the caller to word."""
     from PIL import Image
 
     out: list[torch.Tensor] = []
-    for raw in tqdm(blobs, desc=desc, unit="img", mininterval=1.0, disable=len(blobs) < 2000):
-        with Image.open(io.BytesIO(raw)) as im:
-            arr = np.asarray(im.convert("RGB"))
+    for i, raw in enumerate(tqdm(blobs, desc=desc, unit="img", mininterval=1.0, disable=len(blobs) < 2000)):
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            if names is None:
+                raise
+            why = str(exc).split(" <_io.", 1)[0]  # PIL names the in-memory buffer, not the file
+            raise DataError(f"{names[i]} is not a readable image ({why}); remove or replace it") from exc
         out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
     return resize_batch(out, size)
 
@@ -251,7 +260,7 @@ def load_tiny_imagenet(path: Path, image_size: int | None = None, cache_dir: Pat
         blobs = [arc.read(f) for f in tqdm(files, desc="reading tiny-imagenet", unit="file",
                                               mininterval=1.0, disable=len(files) < 2000)]
         try:
-            images = decode_images(blobs, image_size, "decoding tiny-imagenet")
+            images = decode_images(blobs, image_size, "decoding tiny-imagenet", names=[f"{path}:{f}" for f in files])
         except OSError as exc:
             raise DataError(f"{path}: an image could not be decoded ({exc}); the archive is corrupt") from exc
         return ImageSet(name="tiny-imagenet", images=images, labels=torch.tensor(labels),
@@ -274,12 +283,45 @@ def find_tiny_imagenet(data_dir: Path) -> Path | None:
 # --------------------------------------------------------------------------- CIFAR-100
 
 
+# The only globals the official CIFAR-100 pickles reference (dicts, lists, strings and ints are
+# pickle opcodes, not globals): a numpy array is rebuilt by `_reconstruct(ndarray, ...)` with a dtype.
+# `numpy.core` is how numpy 1.x (and the official files) name the module, `numpy._core` numpy 2.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """`pickle.Unpickler` that resolves only `_CIFAR_GLOBALS`.
+
+    Why: a pickle may name any callable (os.system, builtins.eval) and unpickling calls it, so a file
+    in a shared data directory could run code as the user; the official files need only numpy's
+    array constructors, and anything else is refused before it is imported or called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR-100 file never does; "
+                                         "refused to load it (it could run code)")
+        if name == "_reconstruct":
+            from numpy._core.multiarray import _reconstruct
+
+            return _reconstruct
+        return getattr(np, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+            obj = _CifarUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"{path} is not a CIFAR-100 pickle: {exc}; delete it and download again") from exc
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise DataError(f"{path} is not a readable CIFAR-100 pickle ({exc}); delete it and download again") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a CIFAR-100 pickle (it holds a {type(obj).__name__}, not a dict); "
+                        "delete it and download again")
+    return obj
 
 
 def load_cifar100(root: Path, image_size: int | None = None, cache_dir: Path | None = None,
@@ -400,7 +442,7 @@ def load_imagefolder(root: Path, image_size: int | None = None, cache_dir: Path 
             raise DataError(f"no class folders with images found in {root}; expected {root}/<class>/*.jpg")
         blobs = [f.read_bytes() for f in files]
         try:
-            images = decode_images(blobs, image_size, f"decoding {name}")
+            images = decode_images(blobs, image_size, f"decoding {name}", names=[str(f) for f in files])
         except OSError as exc:
             raise DataError(f"{root}: an image could not be decoded ({exc}); remove or replace it") from exc
         return ImageSet(name=name, images=images, labels=torch.tensor(labels), class_names=names,
@@ -439,7 +481,7 @@ def load_mini_imagenet(root: Path, image_size: int | None = 84, cache_dir: Path 
             raise DataError(f"no <wnid>/ folders with images found in {root}")
         blobs = [f.read_bytes() for f in files]
         try:
-            images = decode_images(blobs, image_size or 84, "decoding mini-imagenet")
+            images = decode_images(blobs, image_size or 84, "decoding mini-imagenet", names=[str(f) for f in files])
         except OSError as exc:
             raise DataError(f"{root}: an image could not be decoded ({exc}); remove or replace it") from exc
         return ImageSet(name="mini-imagenet", images=images, labels=torch.tensor(labels), class_names=names,

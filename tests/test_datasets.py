@@ -529,3 +529,50 @@ def test_tiny_set_fixture_is_interleaved():
     data = build_tiny_set()
     idx = data.indices(0, TEST_POOL)
     assert (idx[1:] - idx[:-1]).min() > 1  # the test pool of a class is not one contiguous block
+
+
+# --------------------------------------------------------------------------- CIFAR-100: restricted unpickler
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a hostile file in a shared data directory would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar100_pickle_that_would_run_code_is_refused(tmp_path, cache_dir):
+    import pickle
+
+    folder = write_cifar100(tmp_path, TRAIN_LABELS, TEST_LABELS, CIFAR_NAMES)
+    marker = tmp_path / "pwned"
+    (folder / "train").write_bytes(pickle.dumps({"data": _RunsCode(marker), "fine_labels": [0]}, protocol=2))
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar100", data_dir=tmp_path, download=False)
+    msg = one_line(exc)
+    assert not marker.exists(), "the pickle ran code"
+    assert str(folder / "train") in msg and "system" in msg and "refused" in msg
+
+
+@pytest.mark.parametrize("payload", [("builtins", "eval"), ("numpy", "load"), ("numpy.lib.npyio", "load")])
+def test_cifar100_unpickler_refuses_every_other_global(tmp_path, cache_dir, payload):
+    import pickle
+
+    module, name = payload
+    folder = write_cifar100(tmp_path, TRAIN_LABELS, TEST_LABELS, CIFAR_NAMES)
+    raw = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X\x01\x00\x00\x001\x85R."  # GLOBAL, then call it
+    (folder / "meta").write_bytes(raw)
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar100", data_dir=tmp_path, download=False)
+    assert f"{module}.{name}" in one_line(exc)
+    with pytest.raises(pickle.UnpicklingError):  # the file really is a pickle that calls the global
+        import io
+
+        from tasks.datasets import _CifarUnpickler
+
+        _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()

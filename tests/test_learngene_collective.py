@@ -170,3 +170,34 @@ def test_class_incremental_head_uses_global_outputs(small_run):
                                head="class_incremental", class_index=idx)
     learner.learn(tasks[0])
     assert len(learner.R) == 1 and 0.0 <= learner.R[0][0] <= 1.0
+
+
+def _forward_twice_no_mode_change(net: CollectiveNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward as the next caller would: no `.eval()` in between, twice (a train-mode BN would both
+    use batch statistics and overwrite its running statistics, so the two calls would differ too)."""
+    with torch.no_grad():
+        return net(x), net(x)
+
+
+def test_widen_and_deepen_in_eval_mode_preserve_function_on_repeated_forwards():
+    net = randomised(CollectiveNet(7, 32, width=0.125))  # eval mode, non-trivial running statistics
+    x = torch.randn(4, 3, 32, 32)
+    before = outputs(net, x)
+    assert before.abs().max() > 1e-3  # a non-trivial output, so "unchanged" means something
+    g = torch.Generator().manual_seed(3)
+    widen(net, 2, 4, g)
+    widen(net, 7, 6, g)
+    widen(net, 12, 3, g)  # last conv -> linear
+    deepen(net, 4)
+    assert not any(m.training for m in net.modules()), "a module made by widen/deepen is in train mode"
+    first, second = _forward_twice_no_mode_change(net, x)
+    assert torch.allclose(first, before, atol=1e-5)
+    assert torch.allclose(second, before, atol=1e-5)
+
+
+def test_widen_and_deepen_in_train_mode_make_train_mode_modules():
+    net = CollectiveNet(7, 32, width=0.125).train()
+    widen(net, 3, 2, torch.Generator().manual_seed(0))
+    widen(net, 12, 2, torch.Generator().manual_seed(0))
+    deepen(net, 1)
+    assert all(m.training for m in net.modules())

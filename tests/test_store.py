@@ -82,3 +82,126 @@ def test_kill9_mid_run_then_rerun_completes_without_duplicates(tmp_path):
     assert not acc.duplicated(subset=["cell", "episode"]).any()
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert "6 already done, 0 to run" in again.stderr
+
+
+# ---------------------------------------------------------------- issue 12, item 3: damaged cells
+
+
+def test_done_records_checksums_and_a_changed_result_is_not_done(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = _config(0)
+    store.write(cfg, {"rows": [{"metric": "accuracy", "value": 0.5, "episode": 0}]})
+    d = store.cell_dir(cfg)
+    marker = json.loads((d / "done").read_text())
+    assert set(marker["sha256"]) == {"cell.json", "result.json"}
+    # still valid JSON, one digit changed: only the checksum can tell
+    (d / "result.json").write_text((d / "result.json").read_text().replace("0.5", "0.9"))
+    assert not store.is_done(cfg)
+    assert store.damaged() == [(d, "result.json does not match the checksum in its done marker")]
+    assert list(store.iter_done()) == []
+
+
+def test_legacy_empty_done_marker_is_trusted_only_when_the_files_parse(tmp_path):
+    store = ResultsStore(tmp_path)
+    cfg = _config(0)
+    store.write(cfg, {"rows": []})
+    d = store.cell_dir(cfg)
+    (d / "done").write_text("")  # written by an older version
+    assert store.is_done(cfg)
+    (d / "result.json").write_text('{"rows": [')
+    assert not store.is_done(cfg) and store.damaged()[0][1] == "result.json is not valid JSON"
+
+
+def test_every_store_file_is_fsynced_and_renamed(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    store = ResultsStore(tmp_path)
+    store.write(_config(0), {"rows": []})
+    d = store.cell_dir(_config(0))
+    names = {Path(p).name for p in synced}
+    for name in ("cell.json", "result.json", "done"):
+        assert f".{name}.tmp{os.getpid()}" in names, names  # the temp file is fsynced before the rename
+    assert str(d) in synced  # and the directory after it
+    assert sorted(p.name for p in d.iterdir()) == ["cell.json", "done", "result.json"]
+
+
+LOCK_PROFILE = """\
+name = "damage-test"
+[data]
+image_size = 16
+synthetic = { num_classes = 40, train_per_class = 20, test_per_class = 5 }
+[episodes]
+n_way = 5
+shots = [5]
+open_world_shots = 5
+queries = 5
+tasks = 1
+seeds = 2
+artifact_seed = "cell"
+[individual]
+width = 0.25
+epochs = 2
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+batch_size = 16
+crop_padding = 0
+"""
+
+
+def test_truncated_result_fails_report_then_a_rerun_recomputes_it(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "p.toml").write_text(LOCK_PROFILE)
+    results = tmp_path / "results"
+    cmd = ["run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic", "--profile",
+           str(tmp_path / "p.toml"), "--results-dir", str(results), "--threads", "1"]
+    assert main(cmd) == 0
+    assert (results / "tables" / "table3.md").exists()
+    cells = sorted(p.parent for p in results.glob("cells/*/*/done"))
+    assert len(cells) == 2
+    victim = cells[1] / "result.json"
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])  # a real result file, truncated
+    capsys.readouterr()
+
+    assert main(["report", "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    rel = str(cells[1].relative_to(results))
+    assert len(err) == 1 and err[0].startswith("error: 1 damaged cell(s)") and rel in err[0], err
+
+    assert main(cmd) == 0
+    err = capsys.readouterr().err
+    assert f"warning: cell {rel} (table3/scratch) is damaged" in err and "computing it again" in err
+    assert "2 cells, 1 already done, 1 to run" in err
+    def numbers(raw: bytes) -> list:
+        return [r for r in json.loads(raw)["rows"] if r["metric"] != "wall_s"]
+
+    assert numbers(victim.read_bytes()) == numbers(good)  # deterministic: the same numbers again
+    assert ResultsStore(results).damaged() == []
+
+
+def test_report_removes_tables_of_experiments_without_rows(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "p.toml").write_text(LOCK_PROFILE)
+    results = tmp_path / "results"
+    assert main(["run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic", "--profile",
+                 str(tmp_path / "p.toml"), "--results-dir", str(results), "--threads", "1", "--no-report"]) == 0
+    # left over from a store that once had Table 2 and Figure 3 cells, plus a file of the user's own
+    (results / "tables").mkdir()
+    (results / "tables" / "table2.md").write_text("# Table 2 (stale)\n")
+    (results / "figures").mkdir()
+    (results / "figures" / "fig3_rho_synthetic_16px_damage-test.png").write_bytes(b"\x89PNG stale")
+    (results / "tables" / "my-notes.md").write_text("mine\n")
+    assert main(["report", "--results-dir", str(results)]) == 0
+    err = capsys.readouterr().err
+    assert not (results / "tables" / "table2.md").exists()
+    assert not (results / "figures" / "fig3_rho_synthetic_16px_damage-test.png").exists()
+    assert "removed" in err and "table2.md" in err
+    assert (results / "tables" / "table3.md").exists() and (results / "tables" / "my-notes.md").exists()
+    readme = (results / "README.md").read_text()
+    assert "table2" not in readme and "fig3" not in readme

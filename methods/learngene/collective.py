@@ -54,7 +54,9 @@ def widen(net: CollectiveNet, layer: int, extra: int, generator: torch.Generator
 
     Function-preserving in eval mode: a copied channel has identical conv filter, bias and BN
     parameters/statistics, so it outputs the same activation as its source; the next layer sees the
-    activation `count` times and each incoming weight is divided by `count`.
+    activation `count` times and each incoming weight is divided by `count`. The new modules take the
+    network's current train/eval mode (a fresh module is in train mode, and a train-mode BN in an eval
+    network would normalise with batch statistics and overwrite its running ones).
     """
     if extra <= 0:
         return
@@ -79,7 +81,7 @@ def widen(net: CollectiveNet, layer: int, extra: int, generator: torch.Generator
     new_bn.running_mean.copy_(bn.running_mean[m])
     new_bn.running_var.copy_(bn.running_var[m])
     new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
-    block[0], block[1] = new_conv, new_bn
+    block[0], block[1] = new_conv.train(net.training), new_bn.train(net.training)
 
     if layer + 1 < len(net.blocks):
         nxt_block = net.blocks[layer + 1]
@@ -89,7 +91,7 @@ def widen(net: CollectiveNet, layer: int, extra: int, generator: torch.Generator
         new_next.weight.copy_(nxt.weight[:, m] / scale[None, :, None, None])
         if nxt.bias is not None:
             new_next.bias.copy_(nxt.bias)
-        nxt_block[0] = new_next
+        nxt_block[0] = new_next.train(net.training)
     else:  # last conv -> flatten (channel-major, spatial s*s per channel) -> first linear
         fc = net.classifier[0]
         s2 = net.spatial * net.spatial
@@ -98,7 +100,7 @@ def widen(net: CollectiveNet, layer: int, extra: int, generator: torch.Generator
         new_fc.weight.copy_(w.reshape(fc.out_features, -1))
         if fc.bias is not None:
             new_fc.bias.copy_(fc.bias)
-        net.classifier[0] = new_fc
+        net.classifier[0] = new_fc.train(net.training)
     net.widths[layer] = old + extra
 
 
@@ -109,6 +111,7 @@ def deepen(net: CollectiveNet, after: int) -> None:
     Exact in eval mode because the input is a post-ReLU (non-negative) map: the centred identity
     kernel copies it, BN with mean 0, var 1-eps, γ 1, β 0 is the identity, and ReLU is idempotent.
     A pool that followed block `after` now follows the new block (max-pool commutes with identity).
+    The new block takes the network's current train/eval mode, as in `widen`.
     """
     c = net.widths[after]
     dev = _conv_of(net.blocks[after]).weight.device
@@ -119,7 +122,7 @@ def deepen(net: CollectiveNet, after: int) -> None:
     bn = nn.BatchNorm2d(c).to(dev)
     bn.running_mean.zero_()
     bn.running_var.fill_(1.0 - bn.eps)
-    net.blocks.insert(after + 1, nn.Sequential(conv, bn, nn.ReLU(inplace=True)))
+    net.blocks.insert(after + 1, nn.Sequential(conv, bn, nn.ReLU(inplace=True)).train(net.training))
     net.widths.insert(after + 1, c)
     net.pool_after = tuple(p if p < after else p + 1 for p in net.pool_after)
 
