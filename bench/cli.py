@@ -30,8 +30,12 @@ EPILOG = """examples:
   python -m bench run --method scratch,learngene --dataset tiny-imagenet --data-dir ../shared/data
   python -m bench run --method all --profile quick --dry-run                 # the grid and its estimated cost
   python -m bench report --results-dir results                               # rebuild tables/figures only
-  python -m bench list methods
+  python -m bench list methods --plugin path/to/my_method.py              # your own method, no fork
+  python -m bench compare learngene scratch --results-dir results          # paired difference, with verdict
 """
+
+PLUGIN_HELP = ("load a method from a .py file or an importable module (path.py[:Class] or module[:Class]); "
+               "repeatable. Installed packages register through the entry point group learngene_bench.methods")
 
 
 def _positive(name: str):
@@ -86,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
     r.add_argument("--dry-run", action="store_true", help="print the grid of cells and its estimated cost; run nothing")
     r.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    r.add_argument("--plugin", action="append", default=[], metavar="SPEC", help=PLUGIN_HELP)
 
     rep = sub.add_parser("report", help="rebuild tables, figures and runs.csv from stored results only")
     rep.add_argument("--results-dir", type=Path, default=Path("results"))
 
     ls = sub.add_parser("list", help="list methods, experiments, datasets or profiles")
     ls.add_argument("what", choices=["methods", "experiments", "datasets", "profiles"])
+    ls.add_argument("--plugin", action="append", default=[], metavar="SPEC", help=PLUGIN_HELP)
     return p
 
 
@@ -101,9 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args) -> int:
     if args.what == "methods":
         import methods
+        from methods.plugins import BUILTIN, origin
 
         for name, desc in methods.describe().items():
-            print(f"{name:20s} {desc}")
+            where = origin(name)
+            print(f"{name:20s} {'built-in' if where == BUILTIN else 'plugin':9s} {desc}"
+                  + ("" if where == BUILTIN else f" [{where}]"))
     elif args.what == "experiments":
         for name in EXPERIMENT_NAMES:
             print(f"{name:10s} {get_experiment(name).DESCRIPTION}")
@@ -153,7 +162,8 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
     spec = RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
                    profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
                    results_dir=str(store.root), device=resolve_device(args.device),
-                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None))
+                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None),
+                   plugins=tuple(getattr(args, "plugin_specs", ())))
     env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
     _validate_shots(env, spec.profile)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
@@ -283,16 +293,28 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _load_plugins(args) -> None:
+    """Load --plugin specs before anything looks a method up; workers get the same specs via RunSpec."""
+    from methods.plugins import load_plugin, resolved_spec
+
+    args.plugin_specs = [resolved_spec(s) for s in getattr(args, "plugin", None) or []]
+    for spec in args.plugin_specs:
+        load_plugin(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from methods.plugins import PluginError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _load_plugins(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "report":
             return cmd_report(args)
         return cmd_run(args)
-    except (UsageError, DataError) as exc:
+    except (UsageError, DataError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # registry lookups (UnknownMethodError) carry a full sentence

@@ -20,6 +20,7 @@ import torch
 import methods
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
+from methods.plugins import load_plugin
 from tasks.datasets import load_dataset
 from tasks.episodes import sample_episodes
 from tasks.imageset import ImageSet
@@ -36,6 +37,7 @@ class RunSpec:
     device: str = "cpu"
     split_file: str | None = None
     threads: int | None = None
+    plugins: tuple[str, ...] = ()  # --plugin specs, loaded again in each worker process
 
     @property
     def cache_dir(self) -> Path:
@@ -72,6 +74,8 @@ class Env:
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
+        for plugin in spec.plugins:
+            load_plugin(plugin)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.device = torch.device(resolve_device(spec.device))
