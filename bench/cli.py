@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild tables, figures and runs.csv from stored results only")
     rep.add_argument("--results-dir", type=Path, default=Path("results"))
+    rep.add_argument("--reference", default="learngene", help="the method the forest plot compares every other "
+                     "method to (default: learngene)")
+
+    cmp = sub.add_parser("compare", help="paired difference of two methods over the episodes both ran, with verdict")
+    cmp.add_argument("a", help="a method name (e.g. your plugin's)")
+    cmp.add_argument("b", help="the method to compare it with (e.g. learngene)")
+    cmp.add_argument("--results-dir", type=Path, default=Path("results"))
+    cmp.add_argument("--experiment", default="table3", choices=["table3", "table2"],
+                     help="whose accuracy to pair (default: table3, novel classes)")
 
     ls = sub.add_parser("list", help="list methods, experiments, datasets or profiles")
     ls.add_argument("what", choices=["methods", "experiments", "datasets", "profiles"])
@@ -285,8 +294,10 @@ def cmd_report(args) -> int:
         sub = df[df.experiment == name]
         if not sub.empty:
             written += get_experiment(name).report(sub, ctx)
+    from bench.forest import write_forest
     from bench.summary import write_summary
 
+    written += write_forest(df, ctx, getattr(args, "reference", "learngene"))
     written.append(write_summary(df, ctx))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
@@ -313,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "compare":
+            from bench.compare import compare
+
+            print("\n".join(compare(args.results_dir, args.a, args.b, args.experiment)))
+            return 0
         return cmd_run(args)
     except (UsageError, DataError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
