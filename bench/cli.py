@@ -50,10 +50,14 @@ def _positive(name: str):
     return parse
 
 
-def _sizes(text: str) -> list[int]:
+def _queries(text: str) -> int | str:
+    return "all" if text == "all" else _positive("--queries")(text)
+
+
+def _sizes(text: str, flag: str = "--image-size") -> list[int]:
     out = []
     for part in text.split(","):
-        out.append(_positive("--image-size")(part.strip()))
+        out.append(_positive(flag)(part.strip()))
     return out
 
 
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_positive("--seeds"), default=None, help="seeds per cell (profile default)")
     r.add_argument("--tasks", type=_positive("--tasks"), default=None, help="episodes per seed (profile default)")
     r.add_argument("--image-size", type=_sizes, default=None, help="pixels, or a comma list (profile default)")
+    r.add_argument("--shots", type=lambda t: _sizes(t, "--shots"), default=None, help="Table 3 shots per class, e.g. 5,10 (profile default)")
+    r.add_argument("--queries", type=_queries, default=None, help="query images per class, or all (profile default)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto (cuda if present)")
     r.add_argument("--executor", default="serial", choices=EXECUTORS, help="serial (default), process, ray")
     r.add_argument("--workers", type=_positive("--workers"), default=None, help="workers for process/ray")
@@ -169,12 +175,14 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
          data_dir: Path, store: ResultsStore) -> tuple[RunSpec, list[tuple[Cell, dict]], Env]:
     """Load the data (validating it), build the grid for one image size, and the config of each cell."""
     spec = RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
-                   profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
+                   profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks,
+                                                shots=getattr(args, "shots", None),
+                                                queries=getattr(args, "queries", None)),
                    results_dir=str(store.root), device=resolve_device(args.device),
                    split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None),
                    plugins=tuple(getattr(args, "plugin_specs", ())))
     env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
-    _validate_shots(env, spec.profile)
+    _validate_shots(env, spec.profile, experiments)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
     grid = []
     for name in experiments:
@@ -183,19 +191,17 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
     return spec, grid, env
 
 
-def _validate_shots(env: Env, profile: dict) -> None:
-    """Fail before any work if a class has fewer images than the profile's shots/queries need."""
+def _validate_shots(env: Env, profile: dict, experiments=EXPERIMENT_NAMES) -> None:
+    """Fail before any work if a class has fewer images than the selected experiments' shots/queries need."""
+    from bench.datacheck import check_class_sizes, needs
     from tasks.episodes import sample_episodes
 
     ep = profile["episodes"]
     n_query = queries_per_class(profile)
-    fig4 = profile.get("experiments", {}).get("fig4", {})
-    checks = [("novel", int(k)) for k in ep["shots"]] + [("open_world", int(ep.get("open_world_shots", 20)))]
-    checks += [("novel", int(k)) for k in fig4.get("sample_sizes", [])]
-    if fig4.get("shots"):
-        checks.append(("novel", int(fig4["shots"])))
-    for pool, shots in checks:
-        sample_episodes(env.data, env.split.ids(env.data, pool), int(ep["n_way"]), shots, n_query, 1, 0)
+    reqs = needs(profile, experiments, n_query)
+    check_class_sizes(env.data, env.split, reqs, int(ep["n_way"]))  # names the short classes and what fits
+    for r in reqs:  # the sampler's own checks (e.g. fewer classes than ways)
+        sample_episodes(env.data, env.split.ids(env.data, r.pool), int(ep["n_way"]), r.shots, n_query, 1, 0)
 
 
 def cmd_run(args) -> int:
@@ -233,6 +239,7 @@ def cmd_run(args) -> int:
         if env.data.synthetic:
             print(f"note: {label} uses SYNTHETIC procedural images; its numbers say nothing about real data",
                   file=sys.stderr)
+        _note_derived_split(store, spec, env, write=not args.dry_run)
         if args.dry_run:
             from bench.estimate import describe_grid
 
@@ -255,6 +262,21 @@ def cmd_run(args) -> int:
     if not args.no_report:
         return cmd_report(argparse.Namespace(results_dir=args.results_dir))
     return 0
+
+
+def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: bool) -> None:
+    """A user's own folder without a split file gets a seeded division: say so, and save it as a file
+    the user can edit and pass back with --split."""
+    if env.data.synthetic or not env.split.source.startswith("seeded"):
+        return
+    s = env.split
+    path = store.root / "meta" / f"split_{spec.dataset}_{spec.image_size}px.json"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(s.to_json(), indent=1))
+    print(f"note: no split file for {spec.dataset}: derived a seeded division ({len(s.base)} base / "
+          f"{len(s.open_world)} open-world / {len(s.novel)} novel classes)"
+          + (f", saved to {path}; edit it and pass --split FILE to choose your own" if write else ""), file=sys.stderr)
 
 
 def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
