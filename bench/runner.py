@@ -20,6 +20,7 @@ import torch
 import methods
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
+from methods.plugins import fingerprint as plugin_fingerprint
 from methods.plugins import load_plugin
 from tasks.datasets import load_dataset
 from tasks.episodes import sample_episodes
@@ -124,7 +125,8 @@ def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,
-            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type}
+            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type,
+            **({"plugin": plug} if (plug := plugin_fingerprint(cell.method)) else {})}
 
 
 def queries_per_class(profile: dict) -> int | None:

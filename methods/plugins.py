@@ -17,6 +17,7 @@ one line that says which plugin, what went wrong and how to fix it.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -44,6 +45,19 @@ class PluginError(Exception):
 def origin(name: str) -> str:
     """'built-in', 'entry point <dist> <version>' or '--plugin <path or module>'."""
     return _origins.get(name, BUILTIN)
+
+
+def fingerprint(name: str) -> dict[str, str] | None:
+    """For a plugin method: where it came from and a hash of the file defining its class, so a cell's
+    key changes when the plugin's code does (an edited plugin is rerun, not reported from old cells)."""
+    if origin(name) == BUILTIN:
+        return None
+    cls = registry.entry(name).factory
+    try:
+        digest = hashlib.sha256(Path(inspect.getsourcefile(cls) or "").read_bytes()).hexdigest()[:16]
+    except (OSError, TypeError):
+        digest = "unknown"
+    return {"origin": origin(name), "class": f"{cls.__module__}.{cls.__qualname__}", "source_sha256": digest}
 
 
 def _describe(cls: type) -> str:

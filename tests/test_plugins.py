@@ -223,3 +223,20 @@ def test_plugin_without_methods_or_with_a_non_method(capsys, tmp_path, clean_reg
     empty.write_text("x = 1\n")
     one_line_error(*run(capsys, "list", "methods", "--plugin", str(empty))[::2], "no methods found")
     one_line_error(*run(capsys, "list", "methods", "--plugin", f"{empty}:x")[::2], "not a subclass of methods.Method")
+
+
+def test_editing_a_plugin_changes_its_cells_key(tmp_path, clean_registry):
+    """A plugin's cells are keyed by its source file's hash, so an edited plugin reruns instead of
+    reporting numbers its old code produced; built-in cells carry no such key."""
+    from bench.runner import Cell, RunSpec, cell_config
+    from methods.artifacts import config_hash
+
+    plugin = write_plugin(tmp_path / "mine.py", "edited")
+    plugins.load_plugin(str(plugin))
+    spec = RunSpec("synthetic", str(tmp_path), 32, {"name": "smoke"}, str(tmp_path / "r"))
+    before = cell_config(Cell("table3", "edited", {"seed": 0}), spec, "d", {})
+    assert before["plugin"]["origin"] == f"--plugin {plugin}" and before["plugin"]["source_sha256"] != "unknown"
+    plugin.write_text(plugin.read_text() + "\n# tuned\n")
+    after = cell_config(Cell("table3", "edited", {"seed": 0}), spec, "d", {})
+    assert config_hash(before) != config_hash(after)
+    assert "plugin" not in cell_config(Cell("table3", "scratch", {"seed": 0}), spec, "d", {})
