@@ -126,7 +126,7 @@ def cmd_list(args) -> int:
 
         for name, desc in methods.describe().items():
             where = origin(name)
-            print(f"{name:20s} {'built-in' if where == BUILTIN else 'plugin':9s} {desc}"
+            print(f"{name:22s} {'built-in' if where == BUILTIN else 'plugin':9s} {desc}"
                   + ("" if where == BUILTIN else f" [{where}]"))
     elif args.what == "experiments":
         for name in EXPERIMENT_NAMES:
