@@ -72,7 +72,7 @@ def _add(name: str, cls: object, where: str) -> None:
                           "methods.Method; point it at your Method class")
     if not _NAME.match(name):
         raise PluginError(f"{where}: method name '{name}' must be letters, digits and _ . + - only")
-    taken = registry._REGISTRY.get(name)
+    taken = registry.entry(name) if name in registry.names() else None
     if taken is not None and taken.factory is not cls:
         owner = origin(name)
         what = "the built-in method" if owner == BUILTIN else f"the method from {owner} named"
@@ -85,7 +85,7 @@ def _add(name: str, cls: object, where: str) -> None:
 
 def _import_guarded(where: str, load, fix: str):
     """Run an import; any failure becomes one PluginError line naming the plugin and the cause."""
-    before = set(registry._REGISTRY)
+    before = set(registry.names())
     try:
         obj = load()
     except PluginError:
@@ -93,9 +93,10 @@ def _import_guarded(where: str, load, fix: str):
     except Exception as exc:  # noqa: BLE001 - a plugin's import may fail in any way; report it in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise PluginError(f"{where} failed to import: {type(exc).__name__}: {first}; {fix}") from exc
-    for name in set(registry._REGISTRY) - before:  # names the module registered itself with @register
+    added = sorted(set(registry.names()) - before)  # names the module registered itself with @register
+    for name in added:
         _origins[name] = where
-    return obj, sorted(set(registry._REGISTRY) - before)
+    return obj, added
 
 
 def load_entry_points() -> list[str]:

@@ -158,3 +158,19 @@ def test_only_the_selected_experiments_needs_are_checked(capsys, tmp_path, cache
     assert [(n.pool, n.shots) for n in needs(profile, ["table3"], 5)] == [("novel", 5)]
     every = {(n.pool, n.shots) for n in needs(profile, ["table3", "table2", "fig4", "fig6"], None)}
     assert every == {("novel", 5), ("open_world", 50), ("novel", 100), ("novel", 10), ("novel", 20)}
+
+
+def test_committed_forest_is_rebuilt_from_committed_runs_csv(tmp_path):
+    """results/cells is not committed; the forest plot at the top of the READMEs comes from runs.csv."""
+    from bench.forest import write_forest
+    from bench.report import ReportContext
+
+    committed = Path(__file__).resolve().parents[1] / "results"
+    df = collect(committed)  # no cells in a clone: the collector reads runs.csv
+    tab = forest_table(df, "learngene")
+    assert set(tab.image_size) == {32, 64} and set(tab.shots) == {10, 20} and (tab["n"] == 15).all()
+    ctx = ReportContext.for_dir(tmp_path, figures_dir=tmp_path / "figures")
+    (png,) = write_forest(df, ctx)
+    assert png.name == "forest_tiny-imagenet_quick.png" and (committed / "figures" / png.name).exists()
+    readme = (committed / "README.md").read_text()
+    assert readme.index(f"figures/{png.name}") < readme.index("## What ran")
