@@ -43,7 +43,7 @@ class PluginError(Exception):
 
 
 def origin(name: str) -> str:
-    """'built-in', 'entry point <dist> <version>' or '--plugin <path or module>'."""
+    """'built-in', 'entry point <name> (<dist> <version>)' or '--plugin <path or module[:Class]>'."""
     return _origins.get(name, BUILTIN)
 
 
