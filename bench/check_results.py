@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 EXPECTED_TABLES = ("table2", "table3")
-EXPECTED_FIGURES = ("fig3_rho", "fig4ab_curves", "fig4cd_samples", "fig6a_checkpoint", "fig6b_position")
+EXPECTED_FIGURES = ("forest", "fig3_rho", "fig4ab_curves", "fig4cd_samples", "fig6a_checkpoint", "fig6b_position")
 
 
 def check_table(path: Path) -> list[str]:

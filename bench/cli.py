@@ -32,8 +32,12 @@ EPILOG = """examples:
   python -m bench run --method scratch,learngene --dataset tiny-imagenet --data-dir ../shared/data
   python -m bench run --method all --profile quick --dry-run                 # the grid and its estimated cost
   python -m bench report --results-dir results                               # rebuild tables/figures only
-  python -m bench list methods
+  python -m bench list methods --plugin path/to/my_method.py              # your own method, no fork
+  python -m bench compare learngene scratch --results-dir results          # paired difference, with verdict
 """
+
+PLUGIN_HELP = ("load a method from a .py file or an importable module (path.py[:Class] or module[:Class]); "
+               "repeatable. Installed packages register through the entry point group learngene_bench.methods")
 
 
 def _positive(name: str):
@@ -48,10 +52,14 @@ def _positive(name: str):
     return parse
 
 
-def _sizes(text: str) -> list[int]:
+def _queries(text: str) -> int | str:
+    return "all" if text == "all" else _positive("--queries")(text)
+
+
+def _sizes(text: str, flag: str = "--image-size") -> list[int]:
     out = []
     for part in text.split(","):
-        out.append(_positive("--image-size")(part.strip()))
+        out.append(_positive(flag)(part.strip()))
     return out
 
 
@@ -85,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_positive("--seeds"), default=None, help="seeds per cell (profile default)")
     r.add_argument("--tasks", type=_positive("--tasks"), default=None, help="episodes per seed (profile default)")
     r.add_argument("--image-size", type=_sizes, default=None, help="pixels, or a comma list (profile default)")
+    r.add_argument("--shots", type=lambda t: _sizes(t, "--shots"), default=None, help="Table 3 shots per class, e.g. 5,10 (profile default)")
+    r.add_argument("--queries", type=_queries, default=None, help="query images per class, or all (profile default)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto (cuda if present)")
     r.add_argument("--executor", default="serial", choices=EXECUTORS, help="serial (default), process, ray")
     r.add_argument("--workers", type=_positive("--workers"), default=None, help="workers for process/ray")
@@ -96,13 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
     r.add_argument("--wait", action="store_true", help="if another run holds the results directory, wait for it "
                    "instead of exiting")
+    r.add_argument("--plugin", action="append", default=[], metavar="SPEC", help=PLUGIN_HELP)
 
     rep = sub.add_parser("report", help="rebuild tables, figures and runs.csv from stored results only")
     rep.add_argument("--results-dir", type=Path, default=Path("results"))
     rep.add_argument("--wait", action="store_true", help="if a run holds the results directory, wait for it")
+    rep.add_argument("--reference", default="learngene", help="the method the forest plot compares every other "
+                     "method to (default: learngene)")
+
+    cmp = sub.add_parser("compare", help="paired difference of two methods over the episodes both ran, with verdict")
+    cmp.add_argument("a", help="a method name (e.g. your plugin's)")
+    cmp.add_argument("b", help="the method to compare it with (e.g. learngene)")
+    cmp.add_argument("--results-dir", type=Path, default=Path("results"))
+    cmp.add_argument("--experiment", default="table3", choices=["table3", "table2"],
+                     help="whose accuracy to pair (default: table3, novel classes)")
 
     ls = sub.add_parser("list", help="list methods, experiments, datasets or profiles")
     ls.add_argument("what", choices=["methods", "experiments", "datasets", "profiles"])
+    ls.add_argument("--plugin", action="append", default=[], metavar="SPEC", help=PLUGIN_HELP)
     return p
 
 
@@ -112,9 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args) -> int:
     if args.what == "methods":
         import methods
+        from methods.plugins import BUILTIN, origin
 
         for name, desc in methods.describe().items():
-            print(f"{name:20s} {desc}")
+            where = origin(name)
+            print(f"{name:22s} {'built-in' if where == BUILTIN else 'plugin':9s} {desc}"
+                  + ("" if where == BUILTIN else f" [{where}]"))
     elif args.what == "experiments":
         for name in EXPERIMENT_NAMES:
             print(f"{name:10s} {get_experiment(name).DESCRIPTION}")
@@ -160,9 +184,12 @@ def _data_dir(arg: Path | None) -> Path:
 
 def _spec(args, profile: dict, size: int, data_dir: Path, store: ResultsStore) -> RunSpec:
     return RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
-                   profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks),
+                   profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks,
+                                                shots=getattr(args, "shots", None),
+                                                queries=getattr(args, "queries", None)),
                    results_dir=str(store.root), device=resolve_device(args.device),
-                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None))
+                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None),
+                   plugins=tuple(getattr(args, "plugin_specs", ())))
 
 
 def _cells(spec: RunSpec, method_names: list[str], experiments: list[str]) -> list[Cell]:
@@ -174,26 +201,24 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
     """Load the data (validating it), build the grid for one image size, and the config of each cell."""
     spec = _spec(args, profile, size, data_dir, store)
     env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
-    _validate_shots(env, spec.profile)
+    _validate_shots(env, spec.profile, experiments)
     data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
     split = env.split.to_json()
     grid = [(cell, cell_config(cell, spec, data_id, split)) for cell in _cells(spec, method_names, experiments)]
     return spec, grid, env
 
 
-def _validate_shots(env: Env, profile: dict) -> None:
-    """Fail before any work if a class has fewer images than the profile's shots/queries need."""
+def _validate_shots(env: Env, profile: dict, experiments=EXPERIMENT_NAMES) -> None:
+    """Fail before any work if a class has fewer images than the selected experiments' shots/queries need."""
+    from bench.datacheck import check_class_sizes, needs
     from tasks.episodes import sample_episodes
 
     ep = profile["episodes"]
     n_query = queries_per_class(profile)
-    fig4 = profile.get("experiments", {}).get("fig4", {})
-    checks = [("novel", int(k)) for k in ep["shots"]] + [("open_world", int(ep.get("open_world_shots", 20)))]
-    checks += [("novel", int(k)) for k in fig4.get("sample_sizes", [])]
-    if fig4.get("shots"):
-        checks.append(("novel", int(fig4["shots"])))
-    for pool, shots in checks:
-        sample_episodes(env.data, env.split.ids(env.data, pool), int(ep["n_way"]), shots, n_query, 1, 0)
+    reqs = needs(profile, experiments, n_query)
+    check_class_sizes(env.data, env.split, reqs, int(ep["n_way"]))  # names the short classes and what fits
+    for r in reqs:  # the sampler's own checks (e.g. fewer classes than ways)
+        sample_episodes(env.data, env.split.ids(env.data, r.pool), int(ep["n_way"]), r.shots, n_query, 1, 0)
 
 
 def cmd_run(args) -> int:
@@ -236,6 +261,7 @@ def cmd_run(args) -> int:
         for spec, grid in plans:
             todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
             _note_synthetic(spec, profile)
+            _note_derived_split(store, spec, env_for(spec), write=False)
             print(describe_grid(spec, grid, todo, env_for(spec)))
         return 0
     store.check_writable()  # the first write: create the results directory
@@ -278,6 +304,7 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
         todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
         label = f"{spec.dataset} {size}px profile={profile['name']}"
         _note_synthetic(spec, profile)
+        _note_derived_split(store, spec, env_for(spec), write=True)
         print(f"{label}: {len(grid)} cells, {len(grid) - len(todo)} already done, {len(todo)} to run "
               f"(device {spec.device}, executor {args.executor})", file=sys.stderr)
         configs = {id(c): cfg for c, cfg in todo}
@@ -290,6 +317,21 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
             bar.update()
         bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo))
+
+
+def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: bool) -> None:
+    """A user's own folder without a split file gets a seeded division: say so, and save it as a file
+    the user can edit and pass back with --split."""
+    if env.data.synthetic or not env.split.source.startswith("seeded"):
+        return
+    s = env.split
+    path = store.root / "meta" / f"split_{spec.dataset}_{spec.image_size}px.json"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(s.to_json(), indent=1))
+    print(f"note: no split file for {spec.dataset}: derived a seeded division ({len(s.base)} base / "
+          f"{len(s.open_world)} open-world / {len(s.novel)} novel classes)"
+          + (f", saved to {path}; edit it and pass --split FILE to choose your own" if write else ""), file=sys.stderr)
 
 
 def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
@@ -320,10 +362,10 @@ def cmd_report(args) -> int:
     if not results_dir.is_dir():
         raise UsageError(f"no results in {results_dir}; run `python -m bench run` first or pass --results-dir")
     with ResultsLock(results_dir).acquire(wait=getattr(args, "wait", False), purpose="report"):
-        return _report(results_dir)
+        return _report(results_dir, getattr(args, "reference", "learngene"))
 
 
-def _report(results_dir: Path) -> int:
+def _report(results_dir: Path, reference: str = "learngene") -> int:
     """Tables, figures, runs.csv and README from the stored cells; the caller holds the lock.
 
     Damaged cells stop the report (a table silently missing a cell would be wrong, not partial), and
@@ -347,8 +389,10 @@ def _report(results_dir: Path) -> int:
         sub = df[df.experiment == name]
         if not sub.empty:
             written += get_experiment(name).report(sub, ctx)
+    from bench.forest import write_forest
     from bench.summary import write_summary
 
+    written += write_forest(df, ctx, reference)
     for path in remove_stale_outputs(ctx, written):
         print(f"removed {path} (its experiment has no rows now)", file=sys.stderr)
     written.append(write_summary(df, ctx))
@@ -357,16 +401,33 @@ def _report(results_dir: Path) -> int:
     return 0
 
 
+def _load_plugins(args) -> None:
+    """Load --plugin specs before anything looks a method up; workers get the same specs via RunSpec."""
+    from methods.plugins import load_plugin, resolved_spec
+
+    args.plugin_specs = [resolved_spec(s) for s in getattr(args, "plugin", None) or []]
+    for spec in args.plugin_specs:
+        load_plugin(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from methods.plugins import PluginError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _load_plugins(args)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "compare":
+            from bench.compare import compare
+
+            print("\n".join(compare(args.results_dir, args.a, args.b, args.experiment)))
+            return 0
         return cmd_run(args)
-    except (UsageError, DataError) as exc:
+    except (UsageError, DataError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # registry lookups (UnknownMethodError) carry a full sentence

@@ -36,7 +36,8 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
 
 
 def resolve(profile: dict[str, Any], image_size: int | None = None, seeds: int | None = None,
-            tasks: int | None = None) -> dict[str, Any]:
+            tasks: int | None = None, shots: list[int] | None = None,
+            queries: int | str | None = None) -> dict[str, Any]:
     """Apply command-line overrides; returns a new dict (the one stored with results)."""
     prof = copy.deepcopy(profile)
     if image_size is not None:
@@ -45,4 +46,8 @@ def resolve(profile: dict[str, Any], image_size: int | None = None, seeds: int |
         prof.setdefault("episodes", {})["seeds"] = seeds
     if tasks is not None:
         prof.setdefault("episodes", {})["tasks"] = tasks
+    if shots is not None:
+        prof.setdefault("episodes", {})["shots"] = list(shots)
+    if queries is not None:
+        prof.setdefault("episodes", {})["queries"] = queries
     return prof

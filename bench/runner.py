@@ -20,6 +20,8 @@ import torch
 import methods
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
+from methods.plugins import fingerprint as plugin_fingerprint
+from methods.plugins import load_plugin
 from tasks.datasets import load_dataset
 from tasks.episodes import sample_episodes
 from tasks.imageset import ImageSet
@@ -36,6 +38,7 @@ class RunSpec:
     device: str = "cpu"
     split_file: str | None = None
     threads: int | None = None
+    plugins: tuple[str, ...] = ()  # --plugin specs, loaded again in each worker process
 
     @property
     def cache_dir(self) -> Path:
@@ -72,6 +75,8 @@ class Env:
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
+        for plugin in spec.plugins:
+            load_plugin(plugin)
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.device = torch.device(resolve_device(spec.device))
@@ -120,7 +125,8 @@ def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,
-            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type}
+            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type,
+            **({"plugin": plug} if (plug := plugin_fingerprint(cell.method)) else {})}
 
 
 def queries_per_class(profile: dict) -> int | None:

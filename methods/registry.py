@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-# Modules whose import registers methods. New method modules are added here once.
+# Modules whose import registers methods. New method modules are added here once; methods from other
+# packages come in through entry points or --plugin (methods/plugins.py), no edit here needed.
 METHOD_MODULES = (
     "methods.scratch",
     "methods.learngene.method",
@@ -62,6 +63,13 @@ def _load_all() -> None:
             if exc.name != mod:
                 raise
     _loaded = True
+    from methods import plugins  # after the built-ins, so a plugin cannot take a built-in's name
+
+    try:
+        plugins.load_entry_points()
+    except plugins.PluginError:
+        _loaded = False  # the next call reports the same broken plugin instead of silently skipping it
+        raise
 
 
 def names() -> list[str]:
