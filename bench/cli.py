@@ -21,7 +21,7 @@ from bench import profiles as profiles_mod
 from bench.errors import UsageError
 from bench.executors import EXECUTORS, check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
-from bench.runner import Cell, Env, RunSpec, cell_config, env_for, queries_per_class, resolve_device
+from bench.runner import Cell, Env, RunSpec, cell_config, env_for, resolve_device
 from bench.store import ResultsStore
 from tasks.errors import DataError
 
@@ -166,17 +166,15 @@ def plan(args, profile: dict, size: int, method_names: list[str], experiments: l
 
 def _validate_shots(env: Env, profile: dict) -> None:
     """Fail before any work if a class has fewer images than the profile's shots/queries need."""
+    from bench.experiments import fig4
     from tasks.episodes import sample_episodes
 
-    ep = profile["episodes"]
-    n_query = queries_per_class(profile)
-    fig4 = profile.get("experiments", {}).get("fig4", {})
-    checks = [("novel", int(k)) for k in ep["shots"]] + [("open_world", int(ep.get("open_world_shots", 20)))]
-    checks += [("novel", int(k)) for k in fig4.get("sample_sizes", [])]
-    if fig4.get("shots"):
-        checks.append(("novel", int(fig4["shots"])))
+    ep = env.episodes
+    f4 = fig4.settings(profile)
+    checks = [("novel", k) for k in ep.shots] + [("open_world", ep.open_world_shots)]
+    checks += [("novel", k) for k in (*f4.sample_sizes, f4.shots)]
     for pool, shots in checks:
-        sample_episodes(env.data, env.split.ids(env.data, pool), int(ep["n_way"]), shots, n_query, 1, 0)
+        sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(), 1, 0)
 
 
 def cmd_run(args) -> int:
@@ -197,7 +195,9 @@ def cmd_run(args) -> int:
         from tasks.datasets import resolve_auto
 
         args.dataset_resolved = resolve_auto(data_dir)
-    sizes = args.image_size or profile.get("data", {}).get("image_sizes") or [profile["data"]["image_size"]]
+    # The whole profile is checked before anything is written (one line naming file, section, key).
+    sizes = profiles_mod.validate(profile, profiles_mod.profile_path(args.profile), args.image_size, method_names,
+                                  {n: getattr(get_experiment(n), "Settings", None) for n in EXPERIMENT_NAMES})
     store = ResultsStore(args.results_dir)
     if not args.dry_run:
         store.check_writable()
@@ -245,7 +245,7 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wa
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
            "command": command, **code,
-           "artifact_seed": spec.profile.get("episodes", {}).get("artifact_seed", "cell"),
+           "artifact_seed": profiles_mod.episode_settings(spec.profile).artifact_seed,
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
            "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
            "cpu_count": os.cpu_count()}

@@ -1,4 +1,5 @@
-"""Learngene extraction and the individual model (spec §3.1-3.2).
+"""Learngene extraction and the individual model (Wang et al., AAAI 2022: the top-3 conv blocks of the
+collective model become the individual model's last blocks).
 
 - `gene_blocks(n_layers, k, position)`: which k consecutive conv blocks: "top" (the paper's and the
   code's choice: conv11-13 of 13), "middle" (conv6-8), "front" (conv1-3), as in Figure 6b, or an int

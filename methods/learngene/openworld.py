@@ -1,11 +1,12 @@
-"""Open-world recognition with the collective model (spec §2.4, Eq. 2-3) and its metrics (infra §1).
+"""Open-world recognition with the collective model (Wang et al., AAAI 2022, Eq. 2-3) and its metrics
+(OpenOOD's definitions unless stated).
 
 Scoring rule and metrics are plain functions on arrays (OpenOOD's split):
 - `openness(outputs)`: P̂ = 1 − max softmax(outputs). With the faithful double-softmax model the
   outputs are already probabilities, so this is exactly Eq. 2 applied to the official network.
 - `is_open(p_hat, threshold)`: Eq. 3, open-world when P̂ > λ_open.
 - `tune_threshold(p_id, p_ood)`: λ_open maximising Youden's J (TPR − FPR, open-world positive) on
-  held-out data, for logits where the paper's 0.9587/0.9733 are meaningless (spec §2.4).
+  held-out data, for logits where the paper's 0.9587/0.9733 are meaningless (they assume the double softmax).
 - `openworld_metrics(...)`: AUROC (open-world positive; equal under either convention), FPR@95
   under both conventions (`fpr95_idpos`: fraction of open-world images accepted when 95 % of known
   images are accepted, the classic Hendrycks definition; `fpr95_oodpos`: OpenOOD v1.5's, fraction of
