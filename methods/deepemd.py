@@ -37,7 +37,6 @@ wd 5e-4, halved every 500 episodes). As in the authors' code, the k-shot model i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,12 +47,11 @@ from torch import nn
 
 from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
-from methods.pretrain import base_training_set, pretrain_key, pretrained_backbone
+from methods.episodic import TaskTensors, meta_train_tasks
+from methods.pretrain import pretrain_key, pretrained_backbone
 from methods.registry import register
-from methods.scratch import episode_generator
 from methods.settings import DeepEMDSettings, to_json
-from methods.training import accuracy, class_means, fit, predict, shuffled_batches
-from tasks.augment import train_transform
+from methods.training import accuracy, class_means, derived_seed, fit, predict, rng, shuffled_batches
 
 try:  # POT's C network simplex without the Python wrapper's per-call checks
     from ot.lp.emd_wrap import emd_c as _emd_c
@@ -162,43 +160,26 @@ def sfc_finetune(support: torch.Tensor, labels: torch.Tensor, n_way: int, s: Dee
     return sfc.detach(), log.epochs
 
 
-def base_episodes(source: SourceData, s: DeepEMDSettings, generator: torch.Generator,
-                  device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """`meta_iterations` augmented N-way episodes of the pre-training images: (images, support labels,
-    query labels), support first, class-major."""
-    idx, y = base_training_set(source, s.pretrain_images_per_class, source.seed)
-    by_class = [idx[y == c] for c in range(len(source.base_ids))]
-    way, shots = s.meta_way, s.meta_shots
-    for _ in range(s.meta_iterations):
-        classes = torch.randperm(len(by_class), generator=generator)[:way]
-        sup, qry = [], []
-        for c in classes.tolist():
-            pick = by_class[c][torch.randperm(len(by_class[c]), generator=generator)[:shots + s.meta_queries]]
-            sup.append(pick[:shots])
-            qry.append(pick[shots:])
-        qy = torch.cat([torch.full((len(q),), i, dtype=torch.long) for i, q in enumerate(qry)]).to(device)
-        sy = torch.arange(way).repeat_interleave(shots)
-        x = train_transform(source.data.images[torch.cat(sup + qry)].to(device), generator, s.crop_padding)
-        yield x, sy, qy
-
-
-def meta_train(encoder: nn.Module, source: SourceData, s: DeepEMDSettings, generator: torch.Generator,
+def meta_train(encoder: nn.Module, source: SourceData, s: DeepEMDSettings, seed: int,
                device: torch.device) -> dict[str, list[float]]:
-    """Episodic N-way `meta_shots`-shot training on base classes with EMD logits (DeepEMD stage 2)."""
+    """Episodic N-way `meta_shots`-shot training on base classes with EMD logits (DeepEMD stage 2), on
+    the base-class episodes every meta-learner of the suite draws (`episodic.meta_train_tasks`)."""
     for p in encoder.parameters():
         p.requires_grad_(True)
     accs: list[float] = []
     n_support = s.meta_way * s.meta_shots
 
-    def loss_of(episode: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x, sy, qy = episode
-        maps = encoder.feature_map(x)
-        logits = emd_logits(maps[n_support:], class_means(maps[:n_support], sy, s.meta_way), s.temperature, s.solver)
-        accs.append(float((logits.argmax(1) == qy).float().mean()))
-        return F.cross_entropy(logits, qy)
+    def loss_of(task: TaskTensors) -> torch.Tensor:
+        maps = encoder.feature_map(torch.cat([task.xs, task.xq]))
+        logits = emd_logits(maps[n_support:], class_means(maps[:n_support], task.ys, s.meta_way), s.temperature,
+                            s.solver)
+        accs.append(accuracy(logits, task.yq))
+        return F.cross_entropy(logits, task.yq)
 
     encoder.to(device)
-    log = fit(loss_of, lambda _: base_episodes(source, s, generator, device),
+    tasks = meta_train_tasks(source, s.meta_way, s.meta_shots, s.meta_queries, s.meta_iterations, seed, device,
+                             crop_padding=s.crop_padding)
+    log = fit(loss_of, lambda _: tasks,
               lambda: torch.optim.SGD(list(encoder.parameters()), lr=s.meta_lr, momentum=0.9, nesterov=True,
                                       weight_decay=s.meta_weight_decay),
               scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=s.meta_step, gamma=s.meta_gamma),
@@ -223,8 +204,7 @@ class DeepEMD(Method):
             encoder = self.encoder
 
             def build() -> dict[str, Any]:
-                g = torch.Generator().manual_seed(4_256_249 * (source.seed + 1))
-                log = meta_train(encoder, source, s, g, self.device)
+                log = meta_train(encoder, source, s, derived_seed(source.seed, "deepemd-meta"), self.device)
                 return {"encoder": {k: v.cpu() for k, v in encoder.state_dict().items()}, "log": log}
 
             meta = cache.get_or_build("deepemd-meta", key, build)
@@ -242,7 +222,7 @@ class DeepEMD(Method):
         s = self.s
         t0 = time.perf_counter()
         stats: dict[str, float] = {}
-        g = episode_generator(episode.seed, episode.index, salt=37)
+        g = rng(episode.seed, "sfc", episode.index)
         fs, fq = self.maps(episode.support_x), self.maps(episode.query_x)
         curve: list[float] = []
         if episode.k_shot > 1 and s.sfc_epochs > 0:

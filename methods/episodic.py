@@ -44,7 +44,7 @@ class TaskTensors:
 
 
 def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, n_tasks: int, seed: int,
-                     device: torch.device, augment: bool = True) -> Iterator[TaskTensors]:
+                     device: torch.device, augment: bool = True, crop_padding: int = 0) -> Iterator[TaskTensors]:
     """`n_tasks` seeded base-class episodes as tensors, augmented with the suite's shared train transform."""
     data, base = source.data, source.base_ids
     gen = torch.Generator().manual_seed(derived_seed(seed, "augment"))
@@ -56,7 +56,7 @@ def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, 
             xs_u8 = data.images[ep.support].to(device)
             xq_u8 = data.images[ep.query].to(device)
             if augment:
-                xs, xq = train_transform(xs_u8, gen), train_transform(xq_u8, gen)
+                xs, xq = train_transform(xs_u8, gen, crop_padding), train_transform(xq_u8, gen, crop_padding)
             else:
                 xs, xq = eval_transform(xs_u8), eval_transform(xq_u8)
             yield TaskTensors(xs, ep.support_labels.to(device), xq, ep.query_labels.to(device))

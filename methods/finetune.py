@@ -34,9 +34,8 @@ from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.pretrain import make_head, pretrained_backbone
 from methods.registry import register
-from methods.scratch import episode_generator
 from methods.settings import FineTuneSettings
-from methods.training import accuracy, fit, predict, shuffled_batches
+from methods.training import accuracy, fit, predict, rng, shuffled_batches
 
 
 def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, lr: float,
@@ -78,7 +77,7 @@ class FineTune(Method):
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         s = self.s
         t0 = time.perf_counter()
-        g = episode_generator(episode.seed, episode.index, salt=31 if s.cosine else 29)
+        g = rng(episode.seed, "head", episode.index, "cosine" if s.cosine else "linear")
         fs = predict(self.encoder, episode.support_x, self.device)
         fq = predict(self.encoder, episode.query_x, self.device)
         t_feat = time.perf_counter() - t0

@@ -55,10 +55,17 @@ BN_MODES = ("transductive", "support")
 
 
 def _l2l():
-    """learn2learn, imported on first use: its import (gym included) costs seconds, `bench list` should not pay it."""
-    import learn2learn
+    """learn2learn, imported on first use: its import (gym included) costs seconds, and gym prints a
+    deprecation notice on stderr from every process that imports it; runs without a MAML-family
+    method pay neither, and the notice is kept out of the output of those that do."""
+    import sys
 
-    return learn2learn
+    if "learn2learn" not in sys.modules:
+        import io
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            import learn2learn  # noqa: F401
+    return sys.modules["learn2learn"]
 
 
 class EpisodeBatchNorm2d(nn.BatchNorm2d):

@@ -22,12 +22,12 @@ from torch import nn
 from methods.backbones import build_encoder
 from methods.base import SourceData
 from methods.settings import PretrainSettings
-from methods.training import fit, shuffled_batches
+from methods.training import derived_seed, fit, rng, shuffled_batches
 from tasks.augment import train_transform
 from tasks.imageset import TRAIN_POOL
 
 #: Bump when the pre-training code changes in a way that invalidates cached backbones.
-PRETRAIN_VERSION = 2
+PRETRAIN_VERSION = 3
 
 
 class CosineHead(nn.Module):
@@ -82,7 +82,7 @@ def base_training_set(source: SourceData, per_class: int, seed: int) -> tuple[to
 
     The cap takes a seeded random subset of each class, so a folder sorted by some property is not
     truncated in that order."""
-    g = torch.Generator().manual_seed(10_007 * (seed + 1))
+    g = rng(seed, "base-subset")
     idx, lab = [], []
     for pos, c in enumerate(source.base_ids):
         ids = source.data.indices(c, TRAIN_POOL)
@@ -159,8 +159,8 @@ def pretrained_backbone(source: SourceData, s: PretrainSettings, cache: Any, dev
     key = pretrain_key(source, s, cosine, scale, weight_norm)
 
     def build() -> dict[str, Any]:
-        g = torch.Generator().manual_seed(7_368_787 * (source.seed + 1) + int(cosine))
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        g = rng(source.seed, "pretrain", key["classifier"])
+        torch.manual_seed(derived_seed(source.seed, "pretrain-init", key["classifier"]))
         encoder = build_encoder(s.backbone, image_size, s.width)
         idx, y = base_training_set(source, s.pretrain_images_per_class, source.seed)
         head = make_head(encoder.out_dim, len(source.base_ids), cosine, scale, weight_norm, g)

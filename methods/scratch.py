@@ -14,12 +14,7 @@ from methods.backbones import IndividualNet, count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
 from methods.settings import IndividualSettings
-from methods.training import train_supervised
-
-
-def episode_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
-    """The per-episode RNG for initialisation and batch order: a function of (cell seed, episode)."""
-    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * index + salt)
+from methods.training import derived_seed, rng, train_supervised
 
 
 @register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set",
@@ -34,8 +29,10 @@ class Scratch(Method):
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         s = self.s
         t0 = time.perf_counter()
-        g = episode_generator(episode.seed, episode.index)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        # Batch order and augmentation (g) and initialisation are functions of (cell seed, episode),
+        # the same streams learngene uses, so the two are paired episode by episode.
+        g = rng(episode.seed, "episode", episode.index)
+        torch.manual_seed(derived_seed(episode.seed, "episode-init", episode.index))
         model = IndividualNet(episode.n_way, self.image_size, width=s.width).to(self.device)
         curve = train_supervised(
             model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,

@@ -48,7 +48,7 @@ BAD = [  # (section, key, value, what the message must say)
     ("collective", "width", -0.5, "must be > 0"),
     ("episodes", "queries", "some", "must be an integer or 'all'"),
     ("experiments.fig4", "sample_sizes", [10, "20"], "must be a list of an integer"),
-    ("data", "image_size", 8, "below the 16 px"),
+    ("data", "image_size", 8, "8 px is below the"),
 ]
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet, scaled
-from methods.training import predict, train_supervised
+from methods.training import derived_seed, predict, rng, train_supervised
 from tasks.continual import ContinualTask
 from tasks.imageset import ImageSet
 
@@ -205,8 +205,8 @@ class ContinualLearner:
             raise ValueError(f"unknown collective head '{head}'; use task_local or class_incremental")
         self.net, self.data, self.cfg, self.device = net.to(device), data, cfg, device
         self.head, self.class_index = head, class_index
-        self.generator = torch.Generator().manual_seed(10_007 * (seed + 1))
-        self.widen_generator = torch.Generator().manual_seed(20_011 * (seed + 1))
+        self.generator = rng(seed, "collective", "batches")
+        self.widen_generator = rng(seed, "collective", "widen")
         self.tasks: list[ContinualTask] = []
         self.R: list[list[float]] = []
         self.rho: list[dict[str, Any]] = []
@@ -288,7 +288,7 @@ def train_collective(data: ImageSet, tasks: Sequence[ContinualTask], cfg: Mappin
     rho (tidy rows), R (lower-triangular accuracy matrix), schedule (task -> widenings), head.
     """
     width = float(cfg["width"])
-    torch.manual_seed(30_011 * (seed + 1))
+    torch.manual_seed(derived_seed(seed, "collective", "init"))
     net = CollectiveNet(n_outputs, data.image_size, widths=initial_widths(cfg, uniform_width), width=width,
                         softmax_output=faithful_softmax, pool_after=COLLECTIVE_POOL_AFTER)
     schedule = widening_schedule("none" if uniform_width else cfg.get("schedule", "paper"),

@@ -19,9 +19,8 @@ from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
 from methods.learngene.stages import collective_artifact, open_world_artifact
 from methods.registry import register
-from methods.scratch import episode_generator
 from methods.settings import LearngeneSettings
-from methods.training import train_supervised
+from methods.training import derived_seed, rng, train_supervised
 
 _S = {"family": "learngene", "settings": LearngeneSettings}
 
@@ -73,8 +72,8 @@ class Learngene(Method):
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         s = self.s
         t0 = time.perf_counter()
-        g = episode_generator(episode.seed, episode.index)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        g = rng(episode.seed, "episode", episode.index)  # the streams scratch uses (paired)
+        torch.manual_seed(derived_seed(episode.seed, "episode-init", episode.index))
         if episode.index == 0:
             # A run's sequence of target tasks starts at episode 0: the official leak carries weights
             # from task to task *within* that sequence, never from another cell run in this process.
@@ -88,7 +87,7 @@ class Learngene(Method):
         if s.ewc_lambda > 0:
             fisher = fisher_diagonal(model, episode.support_x, episode.support_y, gene_param_names(model),
                                      n_samples=s.fisher_samples, estimator=s.fisher_estimator,
-                                     generator=episode_generator(episode.seed, episode.index, salt=1))
+                                     generator=rng(episode.seed, "fisher", episode.index))
             penalty = EWCPenalty(model, fisher, s.ewc_lambda)
         curve = train_supervised(
             model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,

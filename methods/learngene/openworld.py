@@ -35,7 +35,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from methods.learngene.collective import ContinualLearner, model_from_state
-from methods.training import predict
+from methods.training import derived_seed, predict, rng
 from tasks.continual import ContinualTask
 from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
 
@@ -127,8 +127,7 @@ def continual_metrics(R: Sequence[Sequence[float]]) -> dict[str, float]:
 
 
 def _halves(idx: torch.Tensor, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed * 7919 + salt)
-    perm = idx[torch.randperm(len(idx), generator=g)]
+    perm = idx[torch.randperm(len(idx), generator=rng(seed, "open-world-halves", salt))]
     h = len(perm) // 2
     return perm[:h], perm[h:]
 
@@ -193,7 +192,7 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     learner = ContinualLearner(net, data, cfg, device=device, seed=seed + 1, head=head, class_index=class_index)
     # The collective head's dropout draws from the global RNG: seed it, or the stage's result would
     # depend on whatever ran earlier in this process (and differ between serial and Ray runs).
-    torch.manual_seed(40_009 * (seed + 1))
+    torch.manual_seed(derived_seed(seed, "open-world", "init"))
     learner.tasks, learner.R = list(tasks), [list(r) for r in artifact["R"]]
     before = continual_metrics(learner.R)
     new_tasks = []

@@ -19,7 +19,7 @@ from methods.learngene.openworld import open_world_stage
 from methods.settings import CollectiveSettings, to_json
 from tasks.continual import ContinualTask, continual_tasks
 
-ARTIFACT_VERSION = 2
+ARTIFACT_VERSION = 3
 
 
 def _pool(source: SourceData, s: CollectiveSettings) -> list[int]:
