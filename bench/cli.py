@@ -170,9 +170,10 @@ def _validate_shots(env: Env, profile: dict) -> None:
     from tasks.episodes import sample_episodes
 
     ep = env.episodes
-    f4 = fig4.settings(profile)
     checks = [("novel", k) for k in ep.shots] + [("open_world", ep.open_world_shots)]
-    checks += [("novel", k) for k in (*f4.sample_sizes, f4.shots)]
+    if fig4.NAME in profile.get("experiments", {}):
+        f4 = profiles_mod.experiment_settings(profile, fig4.NAME, fig4.Settings)
+        checks += [("novel", k) for k in (*f4.sample_sizes, f4.shots)]
     for pool, shots in checks:
         sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(), 1, 0)
 

@@ -161,6 +161,22 @@ def collective_settings(profile: dict[str, Any]) -> CollectiveSettings:
     return dataclasses.replace(c, checkpoints=checkpoints, uniform_width=int(fig6.get("uniform_width", c.uniform_width)))
 
 
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What every `[experiments.<name>]` section may set; an experiment's `Settings` extends it."""
+
+    seeds: int | None = field(default=None, metadata={"gt": 0})
+    """Seeds of this experiment's cells (None = [episodes] seeds)."""
+
+    def seed_range(self, profile: dict[str, Any]) -> range:
+        return range(self.seeds or episode_settings(profile).seeds)
+
+
+def experiment_settings(profile: dict[str, Any], name: str, cls: type) -> Any:
+    """`[experiments.<name>]` as the experiment's `Settings` dataclass."""
+    return build(cls, [(f"experiments.{name}", profile.get("experiments", {}).get(name, {}))])
+
+
 def episode_settings(profile: dict[str, Any]) -> EpisodeSettings:
     return build(EpisodeSettings, [("episodes", profile.get("episodes", {}))])
 

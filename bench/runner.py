@@ -146,3 +146,8 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
             if isinstance(v, int | float):
                 rows.append({**base, "metric": k, "value": float(v)})
     return rows
+
+
+def run_cell_episodes(env: Env, cell: Cell, pool: str, n_tasks: int | None = None) -> list[dict]:
+    """`run_episodes` for a cell whose params hold its shots and seed (and its settings overrides)."""
+    return run_episodes(env, cell.method, pool, cell.params["shots"], cell.params["seed"], n_tasks, cell_options(cell))

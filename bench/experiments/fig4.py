@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.plots import line_with_band
-from bench.profiles import episode_settings
+from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, cell_options, run_episodes
+from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig4"
 DESCRIPTION = "Figure 4: learning curves and sample efficiency, learngene vs scratch"
@@ -22,7 +22,7 @@ METHODS = ("learngene", "scratch")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(ExperimentSettings):
     """`[experiments.fig4]`."""
 
     shots: int = field(default=200, metadata={"gt": 0})
@@ -35,22 +35,13 @@ class Settings:
     """Shots per class of panels c/d."""
     curve_tasks: int = field(default=5, metadata={"gt": 0})
     """Episodes per seed."""
-    seeds: int | None = None
-    """Seeds (None = [episodes] seeds)."""
-
-
-def settings(profile: dict) -> Settings:
-    from methods.settings import build
-
-    return build(Settings, [("experiments.fig4", profile.get("experiments", {}).get("fig4", {}))])
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    cfg = settings(spec.profile)
-    seeds = cfg.seeds or episode_settings(spec.profile).seeds
+    cfg = experiment_settings(spec.profile, NAME, Settings)
     chosen = [m for m in METHODS if m in methods]
     out = []
-    for s in range(seeds):
+    for s in cfg.seed_range(spec.profile):
         for m in chosen:
             out.append(Cell(NAME, m, {"panel": "curves", "shots": cfg.shots, "epochs": cfg.epochs, "seed": s,
                                       "method_options": {"epochs": cfg.epochs}}))
@@ -61,9 +52,7 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    p = cell.params
-    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], n_tasks=settings(env.spec.profile).curve_tasks,
-                        options=cell_options(cell))
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).curve_tasks)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

@@ -11,9 +11,9 @@ import pandas as pd
 
 from bench.experiments.selection import fig6b_methods
 from bench.plots import line_with_band
-from bench.profiles import episode_settings
+from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, cell_options, run_episodes
+from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig6"
 DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"
@@ -22,7 +22,7 @@ POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "mi
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(ExperimentSettings):
     """`[experiments.fig6]`; its checkpoints and uniform width reach the collective run through
     `bench.profiles.collective_settings`."""
 
@@ -34,33 +34,23 @@ class Settings:
     """Channels of the uniform-width collective network (panel b), before `width`."""
     tasks: int | None = None
     """Episodes per seed (None = [episodes] tasks)."""
-    seeds: int | None = None
-    """Seeds (None = [episodes] seeds)."""
-
-
-def settings(profile: dict) -> Settings:
-    from methods.settings import build
-
-    return build(Settings, [("experiments.fig6", profile.get("experiments", {}).get("fig6", {}))])
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    cfg = settings(spec.profile)
-    seeds = cfg.seeds or episode_settings(spec.profile).seeds
+    cfg = experiment_settings(spec.profile, NAME, Settings)
+    seeds = cfg.seed_range(spec.profile)
     out = []
     if "learngene" in methods:
         out += [Cell(NAME, "learngene", {"panel": "checkpoint", "checkpoint": t, "shots": cfg.shots, "seed": s,
                                          "method_options": {"checkpoint": t}})
-                for s in range(seeds) for t in cfg.checkpoints]
+                for s in seeds for t in cfg.checkpoints]
     out += [Cell(NAME, m, {"panel": "position", "shots": cfg.shots, "seed": s})
-            for s in range(seeds) for m in fig6b_methods(methods)]
+            for s in seeds for m in fig6b_methods(methods)]
     return out
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    p = cell.params
-    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], n_tasks=settings(env.spec.profile).tasks,
-                        options=cell_options(cell))
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).tasks)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
