@@ -13,12 +13,13 @@ runs, on other classes, and their evidence is a table of its own, not a cell of 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,28 +78,31 @@ def _get(profile: dict, knob: Knob) -> float:
     return node[knob.key]
 
 
-def _patch(knob: Knob, value: float) -> dict:
-    patch: dict = {knob.key: value}
-    for part in reversed(knob.section):
-        patch = {part: patch}
-    return patch
+def with_budget(profile: dict, knob: Knob, value: float) -> dict:
+    """A copy of `profile` with the knob set to `value`."""
+    out = copy.deepcopy(profile)
+    node = out
+    for part in knob.section:
+        node = node.setdefault(part, {})
+    node[knob.key] = value
+    return out
 
 
-def measure(env: Env, method: str, factor: float, shots: list[int], seeds: int, tasks: int) -> list[dict]:
+def measure(spec: RunSpec, method: str, factor: float, shots: list[int], seeds: int, tasks: int) -> list[dict]:
     """Episode rows for `method` at 1x and `factor`x its budget, on validation episodes."""
     knob = knob_for(method)
-    base = _get(env.spec.profile, knob)
+    base = _get(spec.profile, knob)
     rows = []
     for scale in (1.0, factor):
         value = type(base)(round(base * scale)) if isinstance(base, int) else base * scale
-        patch = _patch(knob, value)
+        env = Env(replace(spec, profile=with_budget(spec.profile, knob, value)))
         t0 = time.perf_counter()
         for seed in range(seeds):
-            env.prepared(method, seed, profile_patch=patch)
+            env.prepared(method, seed)
         prep_s = time.perf_counter() - t0
         for k in shots:
             for seed in range(seeds):
-                for r in run_episodes(env, method, VALIDATION_POOL, k, seed, tasks, profile_patch=patch):
+                for r in run_episodes(env, method, VALIDATION_POOL, k, seed, tasks):
                     if r["metric"] == "accuracy":
                         rows.append({"method": method, "knob": f"[{'.'.join(knob.section)}] {knob.key}",
                                      "scale": scale, "budget": value, "shots": k, "seed": seed,
@@ -172,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve(load_profile(args.profile), image_size=args.image_size)
         shots = [int(k) for k in profile["episodes"]["shots"]]
         with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:  # fresh artifacts: honest wall times
-            env = Env(RunSpec(args.dataset, args.data_dir, args.image_size, profile, tmp, device=args.device))
-            rows = [r for m in names for r in measure(env, m, args.factor, shots, args.seeds, args.tasks)]
+            spec = RunSpec(args.dataset, args.data_dir, args.image_size, profile, tmp, device=args.device)
+            rows = [r for m in names for r in measure(spec, m, args.factor, shots, args.seeds, args.tasks)]
     except (UsageError, UnknownMethodError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

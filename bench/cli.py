@@ -23,7 +23,7 @@ from bench.errors import UsageError
 from bench.executors import EXECUTORS, check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.lock import ResultsLock
-from bench.runner import Cell, Env, RunSpec, cell_config, env_for, queries_per_class, resolve_device
+from bench.runner import Cell, Env, RunSpec, cell_config, env_for, resolve_device
 from bench.store import ResultsStore
 from tasks.errors import DataError
 
@@ -213,12 +213,12 @@ def _validate_shots(env: Env, profile: dict, experiments=EXPERIMENT_NAMES) -> No
     from bench.datacheck import check_class_sizes, needs
     from tasks.episodes import sample_episodes
 
-    ep = profile["episodes"]
-    n_query = queries_per_class(profile)
+    ep = env.episodes
+    n_query = ep.queries_per_class()
     reqs = needs(profile, experiments, n_query)
-    check_class_sizes(env.data, env.split, reqs, int(ep["n_way"]))  # names the short classes and what fits
+    check_class_sizes(env.data, env.split, reqs, ep.n_way)  # names the short classes and what fits
     for r in reqs:  # the sampler's own checks (e.g. fewer classes than ways)
-        sample_episodes(env.data, env.split.ids(env.data, r.pool), int(ep["n_way"]), r.shots, n_query, 1, 0)
+        sample_episodes(env.data, env.split.ids(env.data, r.pool), ep.n_way, r.shots, n_query, 1, 0)
 
 
 def cmd_run(args) -> int:
@@ -236,7 +236,13 @@ def cmd_run(args) -> int:
 
         if args.dataset not in dataset_names():
             raise UsageError(f"unknown dataset '{args.dataset}'; choose one of: {', '.join(dataset_names())}")
-    sizes = args.image_size or profile.get("data", {}).get("image_sizes") or [profile["data"]["image_size"]]
+    if args.image_size:  # the command line's sizes first: their message names the flag and the allowed range
+        validate.check_image_sizes(args.image_size, from_profile=False)
+        for size in args.image_size:
+            validate.check_collective_size(size, method_names)
+    # The whole profile is checked before anything is written (one line naming file, section, key).
+    sizes = profiles_mod.validate(profile, profiles_mod.profile_path(args.profile), args.image_size, method_names,
+                                  {n: getattr(get_experiment(n), "Settings", None) for n in EXPERIMENT_NAMES})
     validate.check_image_sizes(sizes, from_profile=not args.image_size)
     if not (args.executor == "ray" and args.ray_address):  # a joined cluster's GPUs are checked by the executor
         validate.check_device(args.device)
@@ -341,7 +347,7 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wa
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
            "command": command, **code,
-           "artifact_seed": spec.profile.get("episodes", {}).get("artifact_seed", "cell"),
+           "artifact_seed": profiles_mod.episode_settings(spec.profile).artifact_seed,
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
            "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
            "cpu_count": os.cpu_count()}

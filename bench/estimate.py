@@ -12,7 +12,8 @@ from collections import Counter
 import torch
 from torch import nn
 
-from bench.runner import Cell, Env, RunSpec, queries_per_class
+from bench.profiles import episode_settings
+from bench.runner import Cell, Env, RunSpec
 from methods.backbones import CollectiveNet, IndividualNet
 
 CPU_TFLOPS = 0.05   # what 2 CPU cores sustain on these small convs (measured order of magnitude)
@@ -72,7 +73,7 @@ def artifact_passes(prof: dict, methods: set[str]) -> float:
 
 def describe_grid(spec: RunSpec, grid: list[tuple[Cell, dict]], todo: list[tuple[Cell, dict]], env: Env) -> str:
     prof = spec.profile
-    n_query = queries_per_class(prof) or 50  # "all": Tiny-ImageNet's 50 test images per class
+    n_query = episode_settings(prof).queries_per_class() or 50  # "all": Tiny-ImageNet's 50 test images per class
     ind_macs = macs(IndividualNet(5, spec.image_size, prof["individual"]["width"]), spec.image_size)
     # the collective network needs >= 32 px; below that no learngene cell can be in the grid
     col_macs = (macs(CollectiveNet(64, spec.image_size, width=prof.get("collective", {}).get("width", 1.0)),

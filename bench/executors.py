@@ -16,8 +16,9 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from bench.cells import execute_recorded
 from bench.errors import UsageError
-from bench.runner import Cell, RunSpec, execute_cell
+from bench.runner import Cell, RunSpec
 
 EXECUTORS = ("serial", "process", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install '.[ray]' (or pip install 'ray[default]')"
@@ -44,16 +45,6 @@ def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
-
-
-def execute_recorded(spec: RunSpec, cell: Cell) -> dict:
-    """`execute_cell`, plus the torch thread count the cell ran with: on the CPU the numbers depend
-    on it (the order of float sums), so it is kept with each result."""
-    import torch
-
-    result = execute_cell(spec, cell)
-    result["threads"] = torch.get_num_threads()
-    return result
 
 
 def run_serial(spec: RunSpec, cells: list[Cell]) -> Iterator[tuple[Cell, dict]]:

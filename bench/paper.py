@@ -1,4 +1,4 @@
-"""The paper's published numbers (Wang et al. 2022, Tables 2-3; spec/learngene.md §4.1).
+"""The paper's published numbers (Wang et al., AAAI 2022, Tables 2-3).
 
 The paper's ± is undefined (most likely std over 5 target tasks). Our CIFAR-sized runs (<= 32 px)
 are compared with its CIFAR100 column, larger images with its ImageNet100 column.

@@ -1,16 +1,30 @@
 """Profiles: TOML files holding every knob a method or experiment reads (smoke, quick, paper).
 
-The resolved profile (after command-line overrides) is stored with every cell, so every number
-can be traced to its settings.
+A profile is validated against the settings dataclasses (`methods.settings`, and the experiments'
+own `Settings`) before any work, and turned into those settings here, once. The resolved profile
+(after command-line overrides) and each cell's resolved method settings are stored with every
+result, so every number can be traced to its settings, defaults included.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
+from methods import registry
+from methods.settings import (
+    CollectiveSettings,
+    EpisodeSettings,
+    IndividualSettings,
+    SettingsError,
+    build,
+    check_image_size,
+)
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -51,3 +65,129 @@ def resolve(profile: dict[str, Any], image_size: int | None = None, seeds: int |
     if queries is not None:
         prof.setdefault("episodes", {})["queries"] = queries
     return prof
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """`[data]`: image sizes and the synthetic dataset's shape."""
+
+    image_size: int = field(default=32, metadata={"gt": 0})
+    """Pixels (--image-size overrides)."""
+    image_sizes: tuple[int, ...] | None = None
+    """Several image sizes, each its own grid (--image-size overrides)."""
+    synthetic: dict | None = None
+    """Options of the synthetic dataset (num_classes, train_per_class, test_per_class)."""
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """`[executor]`: resources of distributed executors."""
+
+    cell_memory_mb: int = field(default=4096, metadata={"gt": 0})
+    """Memory each Ray task declares."""
+
+
+TOP_LEVEL = {"name", "description", "data", "episodes", "individual", "collective", "methods", "experiments",
+             "executor"}
+SECTIONS: dict[str, type] = {"data": DataSettings, "episodes": EpisodeSettings, "individual": IndividualSettings,
+                             "collective": CollectiveSettings, "executor": ExecutorSettings}
+
+
+def profile_path(name_or_path: str) -> Path:
+    """The file a profile name or path refers to (for messages)."""
+    path = Path(name_or_path)
+    return path if path.suffix == ".toml" and path.exists() else PROFILE_DIR / f"{name_or_path}.toml"
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(sorted(options))}"
+
+
+def _check(profile: dict[str, Any], cli_sizes: list[int] | None, method_names: list[str],
+           experiments: dict[str, type | None]) -> list[int]:
+    """The image sizes to run, or SettingsError for the first bad key or value (see `validate`)."""
+    for key, value in profile.items():
+        if key not in TOP_LEVEL:
+            raise SettingsError("top level", key, "unknown section" + _did_you_mean(key, sorted(TOP_LEVEL)))
+        if key in ("name", "description"):
+            if not isinstance(value, str):
+                raise SettingsError("top level", key, f"must be a string, got {value!r}")
+        elif not isinstance(value, dict):
+            raise SettingsError(key, "", f"must be a table [{key}], got {value!r}")
+    for section, cls in SECTIONS.items():
+        build(cls, [(section, profile.get(section, {}))])
+    data = build(DataSettings, [("data", profile.get("data", {}))])
+    image_sizes = cli_sizes or list(data.image_sizes or [data.image_size])
+    families = registry.families()
+    for family, values in profile.get("methods", {}).items():
+        if family not in families:
+            raise SettingsError("methods", family, "unknown method family" + _did_you_mean(family, sorted(families)))
+        if families[family] is not None:
+            build(families[family], [(f"methods.{family}", values)])
+    for name, values in profile.get("experiments", {}).items():
+        if name not in experiments:
+            raise SettingsError("experiments", name, "unknown experiment" + _did_you_mean(name, list(experiments)))
+        if experiments[name] is not None:
+            build(experiments[name], [(f"experiments.{name}", values)])
+    for name in method_names:  # the merged settings of every selected method (variants included)
+        method_settings(profile, name)
+    backbones = {"individual"}
+    if any(n.startswith("learngene") for n in method_names):
+        backbones.add("collective")
+    for size in image_sizes:
+        for backbone in sorted(backbones):
+            check_image_size(size, backbone, "data" if not cli_sizes else "--image-size", "image_size")
+    return image_sizes
+
+
+def validate(profile: dict[str, Any], path: Path | str, cli_sizes: list[int] | None, method_names: list[str],
+             experiments: dict[str, type | None]) -> list[int]:
+    """Check every section of a profile against its settings class before any work is done: unknown
+    keys (with a "did you mean"), wrong types and out-of-range values (and image sizes too small for a
+    backbone) become one UsageError naming the file, section and key. `experiments` maps each
+    experiment's name to its `Settings` class (None: its section is not checked). Returns the image
+    sizes to run (`cli_sizes`, else the profile's)."""
+    try:
+        return _check(profile, cli_sizes, method_names, experiments)
+    except SettingsError as exc:
+        raise UsageError(f"profile {path}: {exc}") from None
+
+
+def collective_settings(profile: dict[str, Any]) -> CollectiveSettings:
+    """`[collective]`, plus what Figure 6 needs from the one shared collective run: its checkpoints and
+    the width of its uniform network."""
+    c = build(CollectiveSettings, [("collective", profile.get("collective", {}))])
+    fig6 = profile.get("experiments", {}).get("fig6", {})
+    checkpoints = tuple(sorted({*c.checkpoints, *map(int, fig6.get("checkpoints", ()))}))
+    return dataclasses.replace(c, checkpoints=checkpoints, uniform_width=int(fig6.get("uniform_width", c.uniform_width)))
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What every `[experiments.<name>]` section may set; an experiment's `Settings` extends it."""
+
+    seeds: int | None = field(default=None, metadata={"gt": 0})
+    """Seeds of this experiment's cells (None = [episodes] seeds)."""
+
+    def seed_range(self, profile: dict[str, Any]) -> range:
+        return range(self.seeds or episode_settings(profile).seeds)
+
+
+def experiment_settings(profile: dict[str, Any], name: str, cls: type) -> Any:
+    """`[experiments.<name>]` as the experiment's `Settings` dataclass."""
+    return build(cls, [(f"experiments.{name}", profile.get("experiments", {}).get(name, {}))])
+
+
+def episode_settings(profile: dict[str, Any]) -> EpisodeSettings:
+    return build(EpisodeSettings, [("episodes", profile.get("episodes", {}))])
+
+
+def method_settings(profile: dict[str, Any], name: str, options: dict[str, Any] | None = None) -> Any:
+    """The named method's settings: its sections, what the experiments pass (n-way, the collective
+    run), the variant's overrides, then a cell's `options`."""
+    given = {"n_way": episode_settings(profile).n_way, "collective": collective_settings(profile)}
+    return registry.settings_for(name, profile, given=given, options=options)

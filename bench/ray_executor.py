@@ -1,6 +1,6 @@
 """The `ray` executor: cells as Ray tasks on a local cluster or on many machines.
 
-Why Ray (spec/infra.md §3): it starts a real multi-process cluster with the same code that joins a
+Why Ray: it starts a real multi-process cluster with the same code that joins a
 multi-node one (`--ray-address`), schedules by declared CPU/GPU/memory, retries a task whose worker
 died, and returns results to one driver, which stays the only writer of the results store.
 
@@ -17,7 +17,7 @@ How a grid runs:
 3. A worker that dies (killed, OOM) is retried `MAX_RETRIES` times; a Python exception in a cell is
    not retried and is re-raised in the driver with its own type.
 
-Shared-machine settings for a cluster we start (spec/infra.md §3.3): a 200 MB object store (results
+Shared-machine settings for a cluster we start: a 200 MB object store (results
 are small dicts), no dashboard, logs and sockets under a private temporary directory that is removed
 afterwards, every port bound to 127.0.0.1 (Ray binds all interfaces otherwise), and token
 authentication with a fresh per-cluster token held in the environment, so nothing is written to
@@ -49,13 +49,14 @@ from pathlib import Path
 
 import ray
 
+from bench.cells import execute_recorded
 from bench.errors import UsageError
-from bench.executors import execute_recorded
+from bench.profiles import episode_settings
 from bench.runner import Cell, RunSpec, env_for
 
 OBJECT_STORE_BYTES = 200 * 2**20
 MAX_RETRIES = 3
-DEFAULT_CELL_MEMORY_MB = 1024  # a torch-holding worker is ~0.7 GiB RSS (spec/infra.md §3.2)
+DEFAULT_CELL_MEMORY_MB = 1024  # a torch-holding worker is ~0.7 GiB RSS (measured)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 NODE_ARTIFACT_ENV = "BENCH_NODE_ARTIFACT_DIR"
@@ -149,13 +150,10 @@ def _connect(ray_address: str | None, device: str) -> LocalCluster | None:
 def artifact_key(spec: RunSpec, cell: Cell) -> Hashable:
     """Cells with the same key load the same prepared state: (method, artifact seed, options).
 
-    Mirrors `Env.prepared`'s key without building an Env. A profile patch (fig4's epochs) changes
-    only the episode recipe, not what `prepare` trains, so it is left out.
+    Mirrors `Env.prepared`'s key without building an Env.
     """
     p = cell.params
-    mode = spec.profile.get("episodes", {}).get("artifact_seed", "cell")
-    seed = int(p.get("seed", 0))
-    return (cell.method, seed if mode == "cell" else int(mode),
+    return (cell.method, episode_settings(spec.profile).artifact_seed_for(int(p.get("seed", 0))),
             json.dumps(p.get("method_options") or {}, sort_keys=True, default=str))
 
 

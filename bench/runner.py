@@ -1,4 +1,4 @@
-"""Cells and how one cell runs.
+"""Cells and the environment a cell runs in.
 
 A `RunSpec` is everything a worker needs to rebuild its environment (dataset, split, profile,
 device, results dir); it is plain data so it travels to process and Ray workers. A `Cell` is one
@@ -8,8 +8,6 @@ artifact cache and the prepared methods, built once per process.
 """
 from __future__ import annotations
 
-import copy
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +16,12 @@ from typing import Any
 import torch
 
 import methods
+from bench import profiles
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
 from methods.plugins import fingerprint as plugin_fingerprint
 from methods.plugins import load_plugin
+from methods.settings import to_json
 from tasks.datasets import load_dataset
 from tasks.episodes import sample_episodes
 from tasks.imageset import ImageSet
@@ -63,13 +63,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def deep_merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class Env:
     """Worker-side state built once per process from a RunSpec."""
 
@@ -85,24 +78,21 @@ class Env:
                                            synthetic_options=synth)
         self.split: ClassSplit = resolve_split(self.data, Path(spec.split_file) if spec.split_file else None)
         self.cache = ArtifactCache(spec.cache_dir)
+        self.episodes = profiles.episode_settings(spec.profile)
+        self.collective = profiles.collective_settings(spec.profile)
         self._methods: dict[Any, Any] = {}
 
-    def artifact_seed(self, seed: int) -> int:
-        mode = self.spec.profile.get("episodes", {}).get("artifact_seed", "cell")
-        return seed if mode == "cell" else int(mode)
-
     def source(self, seed: int) -> SourceData:
-        return SourceData(self.data, self.split, self.artifact_seed(seed), dataset=self.spec.dataset)
+        return SourceData(self.data, self.split, self.episodes.artifact_seed_for(seed), dataset=self.spec.dataset)
 
-    def profile(self, patch: dict | None = None) -> dict:
-        return deep_merge(self.spec.profile, patch) if patch else self.spec.profile
-
-    def prepared(self, name: str, seed: int, options: dict | None = None, profile_patch: dict | None = None):
-        """The method, prepared on base classes (from the artifact cache when it ran before)."""
-        key = (name, self.artifact_seed(seed), repr(sorted((options or {}).items())), repr(profile_patch))
+    def prepared(self, name: str, seed: int, options: dict | None = None):
+        """The method with its settings (plus a cell's `options`), prepared on base classes (from the
+        artifact cache when it ran before)."""
+        settings = profiles.method_settings(self.spec.profile, name, options)
+        key = (name, self.episodes.artifact_seed_for(seed), repr(settings))
         if key not in self._methods:
-            m = methods.get(name, self.device, **(options or {}))
-            m.prepare(self.source(seed), self.profile(profile_patch), self.cache)
+            m = methods.get(name, self.device)
+            m.prepare(self.source(seed), settings, self.cache)
             self._methods[key] = m
         return self._methods[key]
 
@@ -118,39 +108,39 @@ def env_for(spec: RunSpec) -> Env:
     return _ENVS[key]
 
 
+def cell_options(cell: Cell) -> dict:
+    """The settings fields a cell overrides: its `method_options` (a checkpoint, Figure 4's epochs)."""
+    return dict(cell.params.get("method_options") or {})
+
+
 def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
-    """Everything that determines a cell's numbers; its hash names the cell's directory."""
+    """Everything that determines a cell's numbers; its hash names the cell's directory. The cell's
+    resolved method settings (defaults included) are stored with it."""
     profile = {k: v for k, v in spec.profile.items() if k != "experiments"}
     # Only this experiment's own section: tuning Figure 4 must not invalidate Table 3's cells.
     profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
+    settings = profiles.method_settings(spec.profile, cell.method, cell_options(cell))
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,
-            "split": split, "profile": profile, "device_type": torch.device(resolve_device(spec.device)).type,
+            "split": split, "profile": profile, "settings": to_json(settings),
+            "device_type": torch.device(resolve_device(spec.device)).type,
             **({"plugin": plug} if (plug := plugin_fingerprint(cell.method)) else {})}
 
 
-def queries_per_class(profile: dict) -> int | None:
-    """The profile's queries per class; None means every test image of the class ("all")."""
-    q = profile["episodes"].get("queries", "all")
-    return None if q == "all" else int(q)
-
-
 def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,
-                 options: dict | None = None, profile_patch: dict | None = None) -> list[dict]:
-    """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch)."""
-    prof = env.profile(profile_patch)
-    ep = prof["episodes"]
-    n_tasks = n_tasks or int(ep["tasks"])
-    n_query = queries_per_class(prof)
-    class_ids = env.split.ids(env.data, pool)
-    episodes = sample_episodes(env.data, class_ids, int(ep["n_way"]), shots, n_query, n_tasks, seed)
-    m = env.prepared(method, seed, options, profile_patch)
+                 options: dict | None = None) -> list[dict]:
+    """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch).
+    `options` are settings fields of this cell (a checkpoint, Figure 4's epochs)."""
+    ep = env.episodes
+    episodes = sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(),
+                               n_tasks or ep.tasks, seed)
+    m = env.prepared(method, seed, options)
     rows: list[dict] = []
     for e in episodes:
         data = EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
                            e.query_labels, e.n_way, e.k_shot, seed, e.index)
         t0 = time.perf_counter()
-        res = m.run_episode(data, prof)
+        res = m.run_episode(data)
         wall = time.perf_counter() - t0
         base = {"episode": e.index, "classes": ",".join(env.data.class_names[c] for c in e.classes)}
         rows.append({**base, "metric": "accuracy", "value": res.accuracy})
@@ -164,12 +154,6 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
     return rows
 
 
-def execute_cell(spec: RunSpec, cell: Cell) -> dict:
-    """Run one cell in this process; returns {'rows': [...], 'wall_s': ..., 'pid': ...}."""
-    from bench.experiments import get_experiment
-
-    env = env_for(spec)
-    t0 = time.perf_counter()
-    rows = get_experiment(cell.experiment).run(cell, env)
-    return {"rows": rows, "wall_s": time.perf_counter() - t0, "pid": os.getpid(),
-            "device": str(env.device)}
+def run_cell_episodes(env: Env, cell: Cell, pool: str, n_tasks: int | None = None) -> list[dict]:
+    """`run_episodes` for a cell whose params hold its shots and seed (and its settings overrides)."""
+    return run_episodes(env, cell.method, pool, cell.params["shots"], cell.params["seed"], n_tasks, cell_options(cell))

@@ -1,8 +1,20 @@
 """Methods behind one interface: learngene, learning from scratch and the few-shot baselines.
 
-Importing this package registers every method (see `methods.registry`).
+A method is a `Method` subclass registered by name with the frozen dataclass of its settings
+(`methods.registry.register`, `methods.settings`). Importing this package's registry functions loads
+every method module.
+
+Example::
+
+    import methods
+
+    methods.names()                                  # what is there
+    m = methods.get("protonet", device="cpu")
+    m.prepare(source, methods.settings_for("protonet", profile), cache)
+    result = m.run_episode(episode)
 """
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
-from methods.registry import describe, get, names, register
+from methods.registry import describe, get, names, register, settings_for
 
-__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "register"]
+__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "register",
+           "settings_for"]

@@ -1,10 +1,10 @@
 """Backbones shared by every method, each with a `width` multiplier so CPU profiles can shrink them.
 
-- `IndividualNet`: the individual model (spec §3.2): 4 new conv blocks (64,128,256,512) with max
+- `IndividualNet`: the individual model (as in the official code): 4 new conv blocks (64,128,256,512) with max
   pools, 3 inheritable conv blocks (512,512,512), a pool, then FC 1024-1024-N without dropout. The
   front has 3 pools below 64 px and 4 from 64 px on, so the inherited blocks run at 4x4 (32/64 px)
   or 5x5 (84 px) as in the paper's CIFAR and ImageNet models.
-- `CollectiveNet`: the collective model's 13 conv blocks (spec §2.1) with pools after conv
+- `CollectiveNet`: the collective model's 13 conv blocks (official code) with pools after conv
   1,3,6,9,12, FC 1024-1024-N with dropout 0.5, optional final softmax (the official double softmax).
 - `Conv4` and `timm:<name>` as alternative embedding backbones.
 Every backbone exposes `embed(x)` (a flat embedding) and `out_dim`; the individual network also

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,27 +69,36 @@ class EpisodeResult:
 
 
 class Method(abc.ABC):
-    """A few-shot learner. `prepare` trains on base classes once (cached); `run_episode` adapts and predicts."""
+    """A few-shot learner: trained once on base classes, then adapted to each episode.
+
+    A method is registered by name with the frozen dataclass of its settings
+    (`methods.registry.register`). The bench builds the settings once from the profile and passes them
+    to `prepare`; `prepare` trains on `source`'s base classes (or loads the result from `cache`, keyed by
+    the settings' fields), and `run_episode` adapts to one episode's support set and scores its queries.
+
+    Args:
+        device: where tensors and models live ("cpu", "cuda", a `torch.device`).
+
+    Example::
+
+        import methods
+
+        m = methods.get("protonet", device="cpu")
+        m.prepare(source, methods.settings_for("protonet", profile), cache)
+        result = m.run_episode(episode)        # EpisodeResult(accuracy=..., curve=..., params=...)
+    """
 
     name: str = ""
     #: True when run_episode trains on the support set and fills EpisodeResult.curve.
     records_curve: bool = False
 
-    def __init__(self, device: torch.device | str = "cpu", **options: Any):
+    def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        self.options = options
 
     @abc.abstractmethod
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
-        """(Meta-)train on base classes once; load from `cache` when the same config ran before."""
+    def prepare(self, source: SourceData, settings: Any, cache: Any) -> None:
+        """(Meta-)train on base classes once; load from `cache` when the same settings ran before."""
 
     @abc.abstractmethod
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         """Adapt on the support set, evaluate on the query set; never mutate the prepared state."""
-
-
-def method_profile(profile: Mapping[str, Any], family: str) -> dict[str, Any]:
-    """The knobs of one method: `[individual]` (shared training recipe) overlaid by `[methods.<family>]`."""
-    merged = dict(profile.get("individual", {}))
-    merged.update(profile.get("methods", {}).get(family, {}))
-    return merged

@@ -29,15 +29,14 @@ lr (it fits the support set). `sfc_epochs = 0` gives class-mean prototypes. 1-sh
 maps directly.
 
 Training on base classes, as the paper: supervised pre-training with a linear head over all base
-classes (the very artifact `finetune` builds when the `pretrain_*` keys agree: DeepEMD reads
-`[methods.finetune]` and overrides from `[methods.deepemd]`), then optional episodic meta-training
+classes (`methods.pretrain`: the very artifact `finetune` builds when the `pretrain_*` settings agree;
+DeepEMD reads `[methods.finetune]`'s pretrain_* keys, then `[methods.deepemd]`), then optional episodic meta-training
 (`meta_iterations` > 0) of N-way 1-shot episodes with the EMD logits (official: SGD 5e-4 nesterov,
 wd 5e-4, halved every 500 episodes). As in the authors' code, the k-shot model is the 1-shot model.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -47,34 +46,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.backbones import count_params
-from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.finetune import base_training_set, pretrain_config, pretrained_backbone, resolved
+from methods.base import EpisodeData, EpisodeResult, Method, SourceData
+from methods.episodic import TaskTensors, meta_train_tasks
+from methods.pretrain import pretrain_key, pretrained_backbone
 from methods.registry import register
-from methods.scratch import episode_generator
-from tasks.augment import eval_transform, train_transform
+from methods.settings import DeepEMDSettings, to_json
+from methods.training import accuracy, class_means, derived_seed, fit, predict, rng, shuffled_batches
 
 try:  # POT's C network simplex without the Python wrapper's per-call checks
     from ot.lp.emd_wrap import emd_c as _emd_c
 except ImportError:  # pragma: no cover - only on a POT that moved it
     _emd_c = None
 
-EMD_DEFAULTS: dict[str, Any] = {
-    "temperature": 12.5, "solver": "batched", "sfc_epochs": 100, "sfc_lr": 0.1, "sfc_batch": 4,
-    "sfc_momentum": 0.9, "sfc_dampening": 0.9, "sfc_curve": True, "meta_iterations": 0, "meta_way": 5,
-    "meta_shots": 1, "meta_queries": 15, "meta_lr": 5e-4, "meta_weight_decay": 5e-4, "meta_step": 500,
-    "meta_gamma": 0.5,
-}
-META_KEYS = ("meta_iterations", "meta_way", "meta_shots", "meta_queries", "meta_lr", "meta_weight_decay",
-             "meta_step", "meta_gamma", "temperature", "solver")
+META_FIELDS = ("meta_iterations", "meta_way", "meta_shots", "meta_queries", "meta_lr", "meta_weight_decay",
+               "meta_step", "meta_gamma", "temperature", "solver")
 SOLVERS = ("batched", "pot")
 _OPTIMAL = 1  # network simplex result code
-
-
-def deepemd_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """`[individual]` < `[methods.finetune]` (shared pre-training) < `[methods.deepemd]`, with defaults."""
-    cfg = resolved(method_profile(profile, "finetune"))
-    cfg.update(profile.get("methods", {}).get("deepemd", {}))
-    return {**EMD_DEFAULTS, **cfg}
 
 
 def normalise_masses(w1: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,132 +135,103 @@ def emd_logits(query: torch.Tensor, proto: torch.Tensor, temperature: float = 12
     return (logits, flow) if return_flow else logits
 
 
-def class_means(maps: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Per-class mean feature maps [N, C, h, w]."""
-    out = torch.zeros((n_way, *maps.shape[1:]), dtype=maps.dtype, device=maps.device)
-    out.index_add_(0, labels.to(maps.device), maps)
-    counts = torch.bincount(labels, minlength=n_way).to(maps.device, maps.dtype)
-    return out / counts.view(-1, *([1] * (maps.dim() - 1)))
-
-
-def sfc_finetune(support: torch.Tensor, labels: torch.Tensor, n_way: int, cfg: Mapping[str, Any],
+def sfc_finetune(support: torch.Tensor, labels: torch.Tensor, n_way: int, s: DeepEMDSettings,
                  generator: torch.Generator, query: torch.Tensor | None = None,
                  query_y: torch.Tensor | None = None,
                  stats: dict[str, float] | None = None) -> tuple[torch.Tensor, list[float]]:
     """The Structured FC: learnable prototype maps, initialised to class means, fitted to the support
     set with EMD logits. Returns (prototypes, query accuracy after each epoch when query is given)."""
     sfc = nn.Parameter(class_means(support, labels, n_way).detach().clone())
-    opt = torch.optim.SGD([sfc], lr=cfg["sfc_lr"], momentum=cfg["sfc_momentum"],
-                          dampening=cfg["sfc_dampening"], weight_decay=0.0)
     labels = labels.to(support.device)
-    n, bs, curve = support.shape[0], int(cfg["sfc_batch"]), []
-    for _ in range(int(cfg["sfc_epochs"])):
-        order = torch.randperm(n, generator=generator).to(support.device)
-        for start in range(0, n, bs):
-            idx = order[start:start + bs]
-            loss = F.cross_entropy(emd_logits(support[idx], sfc, cfg["temperature"], cfg["solver"], stats),
-                                   labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if query is not None and query_y is not None and cfg["sfc_curve"]:
-            with torch.no_grad():
-                pred = emd_logits(query, sfc, cfg["temperature"], cfg["solver"], stats).argmax(1)
-            curve.append(float((pred.cpu() == query_y.cpu()).float().mean()))
-    return sfc.detach(), curve
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        idx = idx.to(support.device)
+        return F.cross_entropy(emd_logits(support[idx], sfc, s.temperature, s.solver, stats), labels[idx])
+
+    def evaluate() -> float:
+        with torch.no_grad():
+            return accuracy(emd_logits(query, sfc, s.temperature, s.solver, stats), query_y)
+
+    log = fit(loss_of, shuffled_batches(support.shape[0], s.sfc_batch, generator),
+              lambda: torch.optim.SGD([sfc], lr=s.sfc_lr, momentum=s.sfc_momentum, dampening=s.sfc_dampening,
+                                      weight_decay=0.0),
+              epochs=s.sfc_epochs,
+              after_epoch=evaluate if query is not None and query_y is not None and s.sfc_curve else None)
+    return sfc.detach(), log.epochs
 
 
-def meta_train(encoder: nn.Module, source: SourceData, cfg: Mapping[str, Any], generator: torch.Generator,
+def meta_train(encoder: nn.Module, source: SourceData, s: DeepEMDSettings, seed: int,
                device: torch.device) -> dict[str, list[float]]:
-    """Episodic N-way `meta_shots`-shot training on base classes with EMD logits (DeepEMD stage 2)."""
-    idx, y = base_training_set(source, int(cfg["pretrain_images_per_class"]), source.seed)
-    by_class = [idx[y == c] for c in range(len(source.base_ids))]
-    way, shots, queries = int(cfg["meta_way"]), int(cfg["meta_shots"]), int(cfg["meta_queries"])
-    params = [p for p in encoder.parameters()]
-    for p in params:
+    """Episodic N-way `meta_shots`-shot training on base classes with EMD logits (DeepEMD stage 2), on
+    the base-class episodes every meta-learner of the suite draws (`episodic.meta_train_tasks`)."""
+    for p in encoder.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.SGD(params, lr=cfg["meta_lr"], momentum=0.9, nesterov=True,
-                          weight_decay=cfg["meta_weight_decay"])
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["meta_step"]), gamma=cfg["meta_gamma"])
-    log: dict[str, list[float]] = {"loss": [], "acc": []}
-    encoder.to(device).train()
-    for _ in range(int(cfg["meta_iterations"])):
-        classes = torch.randperm(len(by_class), generator=generator)[:way]
-        sup, qry = [], []
-        for c in classes.tolist():
-            pick = by_class[c][torch.randperm(len(by_class[c]), generator=generator)[:shots + queries]]
-            sup.append(pick[:shots])
-            qry.append(pick[shots:])
-        qy = torch.cat([torch.full((len(q),), i, dtype=torch.long) for i, q in enumerate(qry)]).to(device)
-        sy = torch.arange(way).repeat_interleave(shots)
-        x = train_transform(source.data.images[torch.cat(sup + qry)].to(device), generator,
-                            int(cfg["crop_padding"]))
-        maps = encoder.feature_map(x)
-        s_maps, q_maps = maps[:way * shots], maps[way * shots:]
-        logits = emd_logits(q_maps, class_means(s_maps, sy, way), cfg["temperature"], cfg["solver"])
-        loss = F.cross_entropy(logits, qy)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        log["loss"].append(float(loss.detach()))
-        log["acc"].append(float((logits.argmax(1) == qy).float().mean()))
-    encoder.eval()
-    return log
+    accs: list[float] = []
+    n_support = s.meta_way * s.meta_shots
 
+    def loss_of(task: TaskTensors) -> torch.Tensor:
+        maps = encoder.feature_map(torch.cat([task.xs, task.xq]))
+        logits = emd_logits(maps[n_support:], class_means(maps[:n_support], task.ys, s.meta_way), s.temperature,
+                            s.solver)
+        accs.append(accuracy(logits, task.yq))
+        return F.cross_entropy(logits, task.yq)
 
-@torch.no_grad()
-def feature_maps(encoder: nn.Module, images_u8: torch.Tensor, device: torch.device,
-                 batch_size: int = 256) -> torch.Tensor:
-    """Dense eval-mode feature maps of uint8 images: [B, C, h, w]."""
+    encoder.to(device)
+    tasks = meta_train_tasks(source, s.meta_way, s.meta_shots, s.meta_queries, s.meta_iterations, seed, device,
+                             crop_padding=s.crop_padding)
+    log = fit(loss_of, lambda _: tasks,
+              lambda: torch.optim.SGD(list(encoder.parameters()), lr=s.meta_lr, momentum=0.9, nesterov=True,
+                                      weight_decay=s.meta_weight_decay),
+              scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=s.meta_step, gamma=s.meta_gamma),
+              module=encoder, keep_losses=True, progress="DeepEMD meta-train", total=s.meta_iterations)
     encoder.eval()
-    return torch.cat([encoder.feature_map(eval_transform(c.to(device))) for c in images_u8.split(batch_size)])
+    return {"loss": log.losses, "acc": accs}
 
 
 @register("deepemd", "DeepEMD-FCN: exact EMD between 4x4 feature-map nodes, SFC fine-tuning for k-shot",
-          family="deepemd")
+          family="deepemd", settings=DeepEMDSettings)
 class DeepEMD(Method):
     records_curve = True
 
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
-        cfg = deepemd_profile(profile)
-        if cfg["solver"] not in SOLVERS:
-            raise ValueError(f"[methods.deepemd] solver must be one of {SOLVERS}, got {cfg['solver']!r}")
-        self.encoder, art = pretrained_backbone(source, cfg, False, cache, self.device)
+    def prepare(self, source: SourceData, settings: DeepEMDSettings, cache: Any) -> None:
+        self.s = s = settings
+        self.encoder, art = pretrained_backbone(source, s, cache, self.device)
         self.pretrain_log = art["log"]
         self.meta_log: dict[str, list[float]] = {}
-        if int(cfg["meta_iterations"]) > 0:
-            config = {"pretrain": pretrain_config(source, cfg, False), **{k: cfg[k] for k in META_KEYS}}
+        if s.meta_iterations > 0:
+            key = {"pretrain": pretrain_key(source, s, False), **{k: v for k, v in to_json(s).items()
+                                                                  if k in META_FIELDS}}
             encoder = self.encoder
 
             def build() -> dict[str, Any]:
-                g = torch.Generator().manual_seed(4_256_249 * (source.seed + 1))
-                log = meta_train(encoder, source, cfg, g, self.device)
+                log = meta_train(encoder, source, s, derived_seed(source.seed, "deepemd-meta"), self.device)
                 return {"encoder": {k: v.cpu() for k, v in encoder.state_dict().items()}, "log": log}
 
-            meta = cache.get_or_build("deepemd-meta", config, build)
+            meta = cache.get_or_build("deepemd-meta", key, build)
             self.encoder.load_state_dict(meta["encoder"])
             self.meta_log = meta["log"]
         self.encoder.to(self.device).eval()
         for p in self.encoder.parameters():
             p.requires_grad_(False)
 
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
-        cfg = deepemd_profile(profile)
+    def maps(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """Dense eval-mode feature maps [B, C, h, w] of uint8 images."""
+        return predict(self.encoder, images_u8, self.device, forward=self.encoder.feature_map)
+
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
+        s = self.s
         t0 = time.perf_counter()
         stats: dict[str, float] = {}
-        g = episode_generator(episode.seed, episode.index, salt=37)
-        fs = feature_maps(self.encoder, episode.support_x, self.device)
-        fq = feature_maps(self.encoder, episode.query_x, self.device)
+        g = rng(episode.seed, "sfc", episode.index)
+        fs, fq = self.maps(episode.support_x), self.maps(episode.query_x)
         curve: list[float] = []
-        if episode.k_shot > 1 and int(cfg["sfc_epochs"]) > 0:
-            protos, curve = sfc_finetune(fs, episode.support_y, episode.n_way, cfg, g, fq, episode.query_y, stats)
+        if episode.k_shot > 1 and s.sfc_epochs > 0:
+            protos, curve = sfc_finetune(fs, episode.support_y, episode.n_way, s, g, fq, episode.query_y, stats)
         else:  # 1-shot (the support maps) or SFC disabled (class-mean maps)
             protos = class_means(fs, episode.support_y, episode.n_way)
         with torch.no_grad():
-            logits = torch.cat([emd_logits(chunk, protos, cfg["temperature"], cfg["solver"], stats)
-                                for chunk in fq.split(256)])
-        acc = float((logits.argmax(1).cpu() == episode.query_y.cpu()).float().mean())
+            logits = torch.cat([emd_logits(chunk, protos, s.temperature, s.solver, stats) for chunk in fq.split(256)])
+        acc = accuracy(logits, episode.query_y)
         return EpisodeResult(accuracy=acc, curve=curve or [acc], wall_s=time.perf_counter() - t0,
                              params=count_params(self.encoder) + protos.numel() * int(episode.k_shot > 1),
                              extra={"solver_s": stats.get("solver_s", 0.0), "n_emd": int(stats.get("n_emd", 0)),

@@ -9,9 +9,8 @@ code do; base-class test images stay held out), drawn in seeded chunks so that a
 """
 from __future__ import annotations
 
-import contextlib
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+import abc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,34 +18,22 @@ import torch
 from torch import nn
 
 from methods.backbones import build_encoder
-from methods.base import SourceData
+from methods.base import Method, SourceData
+from methods.settings import BackboneSettings, EpisodicSettings, to_json
+from methods.training import derived_seed, fit, seeded
 from tasks.augment import eval_transform, train_transform
 from tasks.episodes import sample_episodes
 
 #: Bump when a change to the meta-training code makes cached weights stale.
-#: 2: meta-training queries come from the base classes' train pool (were: their test pool).
-ARTIFACT_VERSION = 2
+#: 2: keyed by the settings dataclasses. 3: meta-training queries come from the base classes' train
+#: pool (were: their test pool).
+ARTIFACT_VERSION = 3
 _CHUNK = 64  # episodes sampled per call to sample_episodes
 
 
-def derived_seed(seed: int, *salt: str | int) -> int:
-    """A stable 31-bit seed from the source seed and a label (crc32, not `hash`, which varies per process)."""
-    key = ":".join(str(s) for s in (seed, *salt)).encode()
-    return zlib.crc32(key) & 0x7FFFFFFF
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed the global RNG for weight initialisation without leaking the state to the caller."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def build_backbone(image_size: int, cfg: Mapping[str, Any]) -> nn.Module:
+def build_backbone(image_size: int, s: BackboneSettings) -> nn.Module:
     """The individual model's conv trunk at the profile's width (capacity matched to the individual model)."""
-    return build_encoder(str(cfg.get("backbone", "individual")), image_size, float(cfg["width"]))
+    return build_encoder(s.backbone, image_size, s.width)
 
 
 @dataclass
@@ -60,7 +47,7 @@ class TaskTensors:
 
 
 def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, n_tasks: int, seed: int,
-                     device: torch.device, augment: bool = True) -> Iterator[TaskTensors]:
+                     device: torch.device, augment: bool = True, crop_padding: int = 0) -> Iterator[TaskTensors]:
     """`n_tasks` seeded base-class episodes as tensors, augmented with the suite's shared train transform."""
     data, base = source.data, source.base_ids
     gen = torch.Generator().manual_seed(derived_seed(seed, "augment"))
@@ -73,7 +60,7 @@ def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, 
             xs_u8 = data.images[ep.support].to(device)
             xq_u8 = data.images[ep.query].to(device)
             if augment:
-                xs, xq = train_transform(xs_u8, gen), train_transform(xq_u8, gen)
+                xs, xq = train_transform(xs_u8, gen, crop_padding), train_transform(xq_u8, gen, crop_padding)
             else:
                 xs, xq = eval_transform(xs_u8), eval_transform(xq_u8)
             yield TaskTensors(xs, ep.support_labels.to(device), xq, ep.query_labels.to(device))
@@ -81,10 +68,9 @@ def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, 
         chunk += 1
 
 
-def artifact_config(kind: str, source: SourceData, cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The cache key of meta-trained weights: the data, the profile section and the variant."""
-    return {"kind": kind, "version": ARTIFACT_VERSION, "source": source.fingerprint(),
-            "cfg": dict(sorted(cfg.items())), **extra}
+def artifact_config(kind: str, source: SourceData, settings: Any) -> dict[str, Any]:
+    """The cache key of meta-trained weights: the data and every field of the settings."""
+    return {"kind": kind, "version": ARTIFACT_VERSION, "source": source.fingerprint(), "settings": to_json(settings)}
 
 
 def state_to_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -95,24 +81,6 @@ def state_to_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
 def halving_scheduler(opt: torch.optim.Optimizer, every: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Snell et al.'s schedule: halve the learning rate every `every` meta-iterations (0 = never)."""
     return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, int(every)) if every else 10**12, gamma=0.5)
-
-
-def class_means(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Per-class mean embeddings [n_way, D]; works for any label order (index_add, not a reshape)."""
-    sums = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, y, z)
-    counts = torch.bincount(y, minlength=n_way).clamp_min(1).to(z.dtype)
-    return sums / counts[:, None]
-
-
-@torch.no_grad()
-def embed_eval(encoder: nn.Module, images_u8: torch.Tensor, device: torch.device, batch: int = 256) -> torch.Tensor:
-    """Embeddings of uint8 images in eval mode (running BN statistics), without touching the module's mode."""
-    was = encoder.training
-    encoder.eval()
-    try:
-        return torch.cat([encoder(eval_transform(c.to(device))) for c in images_u8.split(batch)])
-    finally:
-        encoder.train(was)
 
 
 @torch.no_grad()
@@ -144,22 +112,55 @@ def recalibrate_bn(encoder: nn.Module, tasks: Iterator[TaskTensors]) -> None:
 
 def train_episodically(module: nn.Module, bn_module: nn.Module,
                        episode_loss: Callable[[TaskTensors, int], torch.Tensor], source: SourceData,
-                       cfg: Mapping[str, Any], seed: int, device: torch.device) -> list[float]:
+                       s: EpisodicSettings, seed: int, device: torch.device) -> list[float]:
     """The metric learners' shared meta-training: Adam over `meta_iterations` seeded base-class
     episodes (lr halved every `lr_halve_every`), then exact BN recalibration of `bn_module` over
     `bn_recalibration_episodes` further episodes. Returns the per-episode training loss."""
-    module.train()
-    opt = torch.optim.Adam(module.parameters(), lr=float(cfg["lr"]))
-    sched = halving_scheduler(opt, int(cfg.get("lr_halve_every", 0)))
-    way, shots, queries = int(cfg["train_way"]), int(cfg["train_shots"]), int(cfg["train_queries"])
-    log: list[float] = []
-    for task in meta_train_tasks(source, way, shots, queries, int(cfg["meta_iterations"]), seed, device):
-        loss = episode_loss(task, way)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.append(float(loss.detach()))
-    recalibrate_bn(bn_module, meta_train_tasks(source, way, shots, queries,
-                                               int(cfg["bn_recalibration_episodes"]), seed + 1, device))
-    return log
+    way, shots, queries = s.train_way, s.train_shots, s.train_queries
+    log = fit(lambda task: episode_loss(task, way),
+              lambda _: meta_train_tasks(source, way, shots, queries, s.meta_iterations, seed, device),
+              lambda: torch.optim.Adam(module.parameters(), lr=s.lr),
+              scheduler=lambda opt: halving_scheduler(opt, s.lr_halve_every), module=module, keep_losses=True,
+              progress="meta-train", total=s.meta_iterations)
+    recalibrate_bn(bn_module, meta_train_tasks(source, way, shots, queries, s.bn_recalibration_episodes,
+                                               seed + 1, device))
+    return log.losses
+
+
+class MetricLearner(Method):
+    """`prepare` shared by the metric learners: build the network under a seeded initialisation,
+    meta-train it once with `train_episodically` (cached by the settings' fields), load it in eval mode.
+
+    A subclass sets `family`, builds its network in `build`, names the encoder whose BatchNorm is
+    recalibrated (`encoder`), and gives the loss of one training episode (`episode_loss`)."""
+
+    family = ""
+
+    @abc.abstractmethod
+    def build(self, image_size: int, settings: EpisodicSettings) -> nn.Module:
+        """The whole meta-trained network."""
+
+    @property
+    @abc.abstractmethod
+    def encoder(self) -> nn.Module:
+        """The embedding trunk of `self.net`."""
+
+    @abc.abstractmethod
+    def episode_loss(self, task: TaskTensors, way: int) -> torch.Tensor:
+        """Query loss of one training episode."""
+
+    def prepare(self, source: SourceData, settings: EpisodicSettings, cache: Any) -> None:
+        self.s = settings
+        self.image_size = source.data.image_size
+        seed = derived_seed(source.seed, self.family)
+        with seeded(seed):
+            self.net = self.build(self.image_size, settings).to(self.device)
+        state = cache.get_or_build(self.family, artifact_config(self.family, source, settings),
+                                   lambda: self._meta_train(source, seed))
+        self.net.load_state_dict(state["net"])
+        self.net.to(self.device).eval()
+        self.train_log = state.get("log", [])
+
+    def _meta_train(self, source: SourceData, seed: int) -> dict[str, Any]:
+        log = train_episodically(self.net, self.encoder, self.episode_loss, source, self.s, seed, self.device)
+        return {"net": state_to_cpu(self.net), "log": log}

@@ -8,8 +8,8 @@ steps from the meta-learned weights, then predict the query (the paper trains wi
 with 10; learn2learn's example uses 1).
 
 - `maml`: second order (gradients through the inner updates). The head is an ordinary `n_way`-output
-  linear layer inside θ whose slots are arbitrary, so it only serves episodes of the profile's
-  `episodes.n_way`.
+  linear layer inside θ whose slots are arbitrary, so it only serves episodes of `n_way` ways
+  (the experiment passes the profile's `episodes.n_way`).
 - `fomaml`: the same object with `first_order=True` (the inner gradients are constants).
 - `protomaml`: no learned head; each task's head is initialised from the support prototypes c_k of the
   current embedding, W_k = 2c_k, b_k = −‖c_k‖², so its first logits are ProtoNet's up to the
@@ -18,7 +18,7 @@ with 10; learn2learn's example uses 1).
   as W₀ + (W − W₀).detach() (the UvA tutorial's formulation), so the outer gradient reaches the
   embedding through the initialisation as well as through the first-order path.
 
-BatchNorm (`bn_mode`, a registered option; spec §4.1.5, §4.4.4, §8.4). Every BN layer is replaced by
+BatchNorm (`bn_mode`, a settings field set by each variant). Every BN layer is replaced by
 `EpisodeBatchNorm2d` without running statistics (learn2learn's clone shares buffers with the original,
 so running statistics would be mutated by every episode, and MAML never used them anyway):
 - "transductive" (maml, fomaml default): batch statistics of whatever batch is forwarded, so the query
@@ -27,46 +27,45 @@ so running statistics would be mutated by every episode, and MAML never used the
   model's support-set moments (support and query are forwarded together and only support rows feed
   the statistics), so predictions do not depend on the other queries.
 
-`func_meta_gradient` is the same meta-gradient written with `torch.func` (functional_call + grad,
-vmap over the meta-batch); tests check it equals learn2learn's and the benchmarks time both. Measured
-at width 0.25, meta-batch 2 (2 CPU threads and an H100): it is 1.0-1.7x *slower* than learn2learn's
-clone/adapt loop, which is therefore the implementation the methods use.
+learn2learn (and gym, which it imports) is imported only when a MAML-family method is prepared, so
+other runs neither pay its import time nor print gym's deprecation banner. A `torch.func` version of
+the meta-gradient lives in tests/func_maml.py (it was slower than learn2learn's clone/adapt loop).
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from methods.backbones import count_params
-from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.episodic import (
-    TaskTensors,
-    artifact_config,
-    build_backbone,
-    class_means,
-    derived_seed,
-    meta_train_tasks,
-    seeded,
-    state_to_cpu,
-)
+from methods.base import EpisodeData, EpisodeResult, Method, SourceData
+from methods.episodic import TaskTensors, artifact_config, build_backbone, meta_train_tasks, state_to_cpu
 from methods.registry import register
-from methods.training import accuracy
+from methods.settings import BackboneSettings, MAMLSettings
+from methods.training import accuracy, class_means, derived_seed, seeded
 from tasks.augment import eval_transform
 
 BN_MODES = ("transductive", "support")
 
 
 def _l2l():
-    """learn2learn, imported on first use: its import (gym included) costs seconds, `bench list` should not pay it."""
-    import learn2learn
+    """learn2learn, imported on first use: its import (gym included) costs seconds, and gym prints a
+    deprecation notice on stderr from every process that imports it; runs without a MAML-family
+    method pay neither, and the notice is kept out of the output of those that do."""
+    import sys
 
-    return learn2learn
+    if "learn2learn" not in sys.modules:
+        import io
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            import learn2learn  # noqa: F401
+    return sys.modules["learn2learn"]
 
 
 class EpisodeBatchNorm2d(nn.BatchNorm2d):
@@ -76,7 +75,7 @@ class EpisodeBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__(num_features, eps=eps, affine=True, track_running_stats=False)
         self.stats_rows: int | None = None
-        self.elementary = False  # set by func_meta_gradient (see forward)
+        self.elementary = False  # set by tests/func_maml.py (see forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.stats_rows
@@ -105,19 +104,6 @@ def to_episode_bn(module: nn.Module) -> nn.Module:
         else:
             to_episode_bn(child)
     return module
-
-
-@contextlib.contextmanager
-def elementary_bn(module: nn.Module) -> Iterator[None]:
-    """Within the block, EpisodeBatchNorm2d layers avoid F.batch_norm (needed under torch.func)."""
-    layers = [m for m in module.modules() if isinstance(m, EpisodeBatchNorm2d)]
-    for m in layers:
-        m.elementary = True
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.elementary = False
 
 
 @contextlib.contextmanager
@@ -155,9 +141,9 @@ class MetaNet(nn.Module):
         return self.head(self.encoder(x))
 
 
-def build_meta_net(image_size: int, cfg: Mapping[str, Any], n_way: int | None) -> nn.Module:
+def build_meta_net(image_size: int, settings: BackboneSettings, n_way: int | None) -> nn.Module:
     """The meta-learned network: encoder with episode BN, plus a head unless Proto-MAML (n_way=None)."""
-    encoder = to_episode_bn(build_backbone(image_size, cfg))
+    encoder = to_episode_bn(build_backbone(image_size, settings))
     return encoder if n_way is None else MetaNet(encoder, n_way)
 
 
@@ -180,44 +166,6 @@ def l2l_meta_gradient(maml: nn.Module, tasks: Sequence[TaskTensors], steps: int,
         loss.backward()
         total += float(loss.detach())
     return total
-
-
-def func_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors], inner_lr: float, steps: int,
-                       first_order: bool, bn_mode: str) -> tuple[dict[str, torch.Tensor], float]:
-    """The same meta-gradient as `l2l_meta_gradient`, functionally: grad of the vmapped mean query loss.
-
-    All tasks must have the same shapes (they do in meta-training). Returns (gradients by parameter
-    name, mean query loss)."""
-    from torch.func import functional_call, grad_and_value, vmap
-
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def support_loss(p: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(model, p, (xs,)), ys)
-
-    inner_grad = torch.func.grad(support_loss)
-
-    def task_loss(p: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor,
-                  yq: torch.Tensor) -> torch.Tensor:
-        for _ in range(steps):
-            g = inner_grad(p, xs, ys)
-            if first_order:
-                g = {k: v.detach() for k, v in g.items()}
-            p = {k: p[k] - inner_lr * g[k] for k in p}
-        if bn_mode == "transductive":
-            return F.cross_entropy(functional_call(model, p, (xq,)), yq)
-        n_s = xs.shape[0]
-        with bn_statistics_from(model, n_s):
-            return F.cross_entropy(functional_call(model, p, (torch.cat([xs, xq]),))[n_s:], yq)
-
-    xs, ys, xq, yq = (torch.stack([getattr(t, f) for t in tasks]) for f in ("xs", "ys", "xq", "yq"))
-
-    def meta_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        return vmap(task_loss, in_dims=(None, 0, 0, 0, 0), randomness="error")(p, xs, ys, xq, yq).mean()
-
-    with elementary_bn(model):
-        grads, loss = grad_and_value(meta_loss)(params)
-    return grads, float(loss)
 
 
 # --------------------------------------------------------------------------- Proto-MAML
@@ -264,66 +212,59 @@ def protomaml_query_loss(learner: nn.Module, t: TaskTensors, n_way: int, steps: 
 
 
 @register("maml", "MAML (second order, learn2learn): meta-learned init adapted by SGD on the support set",
-          family="maml", first_order=False, proto=False, bn_mode="transductive")
+          family="maml", settings=MAMLSettings, first_order=False, proto=False, bn_mode="transductive")
 @register("fomaml", "First-order MAML (learn2learn first_order=True): no gradients through the inner steps",
-          family="maml", first_order=True, proto=False, bn_mode="transductive")
+          family="maml", settings=MAMLSettings, first_order=True, proto=False, bn_mode="transductive")
 @register("protomaml", "Proto-MAML (first order): MAML whose head starts from the support prototypes W=2c, b=-|c|^2",
-          family="maml", first_order=True, proto=True, bn_mode="support")
+          family="maml", settings=MAMLSettings, first_order=True, proto=True, bn_mode="support")
 class MAML(Method):
     family = "maml"
 
-    def __init__(self, device: torch.device | str = "cpu", first_order: bool = False, proto: bool = False,
-                 bn_mode: str = "transductive", **options: Any):
-        super().__init__(device, **options)
-        if bn_mode not in BN_MODES:
-            raise ValueError(f"bn_mode must be one of {BN_MODES}, got '{bn_mode}'")
-        self.first_order = bool(first_order or proto)  # Proto-MAML is first-order by definition here
-        self.proto = proto
-        self.bn_mode = bn_mode
+    def prepare(self, source: SourceData, settings: MAMLSettings, cache: Any) -> None:
+        self.s = settings
+        self.first_order = settings.first_order or settings.proto  # Proto-MAML is first-order here
+        self.proto, self.bn_mode, self.n_way = settings.proto, settings.bn_mode, settings.n_way
+        self.image_size = source.data.image_size
+        seed = derived_seed(source.seed, self.variant)
+        with seeded(seed):
+            net = build_meta_net(self.image_size, settings, None if self.proto else self.n_way).to(self.device)
+        self.maml = _l2l().algorithms.MAML(net, lr=settings.inner_lr, first_order=self.first_order)
+        state = cache.get_or_build(self.variant, artifact_config(self.variant, source, settings),
+                                   lambda: self._meta_train(source, seed))
+        self.maml.module.load_state_dict(state["net"])
+        self.maml.to(self.device)
+        self.train_log = state.get("log", [])
 
     @property
     def variant(self) -> str:
         return "protomaml" if self.proto else ("fomaml" if self.first_order else "maml")
 
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
-        cfg = method_profile(profile, self.family)
-        self.image_size = source.data.image_size
-        self.n_way = int(profile.get("episodes", {}).get("n_way", cfg.get("train_way", 5)))
-        seed = derived_seed(source.seed, self.variant)
-        with seeded(seed):
-            net = build_meta_net(self.image_size, cfg, None if self.proto else self.n_way).to(self.device)
-        self.maml = _l2l().algorithms.MAML(net, lr=float(cfg["inner_lr"]), first_order=self.first_order)
-        key = artifact_config(self.variant, source, cfg, n_way=self.n_way, bn_mode=self.bn_mode,
-                              first_order=self.first_order)
-        state = cache.get_or_build(self.variant, key, lambda: self._meta_train(source, cfg, seed))
-        self.maml.module.load_state_dict(state["net"])
-        self.maml.to(self.device)
-        self.train_log = state.get("log", [])
-
-    def meta_step(self, tasks: Sequence[TaskTensors], cfg: Mapping[str, Any]) -> float:
+    def meta_step(self, tasks: Sequence[TaskTensors]) -> float:
         """Accumulate one meta-batch's gradient (no optimiser step); returns the mean query loss."""
-        steps = int(cfg["inner_steps_train"])
+        steps = self.s.inner_steps_train
         if not self.proto:
             return l2l_meta_gradient(self.maml, tasks, steps, self.bn_mode)
         total = 0.0
         for t in tasks:
-            loss = protomaml_query_loss(self.maml.clone(), t, self.n_way, steps, float(cfg["inner_lr"]),
+            loss = protomaml_query_loss(self.maml.clone(), t, self.n_way, steps, self.s.inner_lr,
                                         self.bn_mode) / len(tasks)
             loss.backward()
             total += float(loss.detach())
         return total
 
-    def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        opt = torch.optim.Adam(self.maml.parameters(), lr=float(cfg["outer_lr"]))
-        batch = int(cfg["meta_batch"])
-        iters = int(cfg["meta_iterations"])
-        tasks = meta_train_tasks(source, self.n_way, int(cfg["train_shots"]), int(cfg["train_queries"]),
-                                 iters * batch, seed, self.device)
+    def _meta_train(self, source: SourceData, seed: int) -> dict[str, Any]:
+        """The outer loop (its own, not `training.fit`: each step accumulates a meta-batch of bi-level
+        gradients before one Adam step)."""
+        s = self.s
+        opt = torch.optim.Adam(self.maml.parameters(), lr=s.outer_lr)
+        tasks = meta_train_tasks(source, self.n_way, s.train_shots, s.train_queries, s.meta_iterations * s.meta_batch,
+                                 seed, self.device)
         log: list[float] = []
         self.maml.train()
-        for _ in range(iters):
+        for _ in tqdm(range(s.meta_iterations), desc=f"{self.variant} meta-train", leave=False, position=1,
+                      disable=None):
             opt.zero_grad(set_to_none=True)
-            log.append(self.meta_step([next(tasks) for _ in range(batch)], cfg))
+            log.append(self.meta_step([next(tasks) for _ in range(s.meta_batch)]))
             opt.step()
         return {"net": state_to_cpu(self.maml.module), "log": log}
 
@@ -339,15 +280,14 @@ class MAML(Method):
         with torch.no_grad():
             return forward_query(learner, xs, xq, self.bn_mode)
 
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
-        cfg = method_profile(profile, self.family)
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         if not self.proto and episode.n_way != self.n_way:
             raise ValueError(f"{self.variant} was meta-trained for {self.n_way}-way episodes (its head has "
                              f"{self.n_way} outputs) but got a {episode.n_way}-way episode; set episodes.n_way")
         t0 = time.perf_counter()
         xs = eval_transform(episode.support_x.to(self.device))
         xq = eval_transform(episode.query_x.to(self.device))
-        logits = self.adapted_logits(xs, episode.support_y.to(self.device), xq, int(cfg["inner_steps_test"]),
+        logits = self.adapted_logits(xs, episode.support_y.to(self.device), xq, self.s.inner_steps_test,
                                      episode.n_way)
         return EpisodeResult(accuracy=accuracy(logits, episode.query_y), wall_s=time.perf_counter() - t0,
                              params=count_params(self.maml.module))

@@ -1,7 +1,7 @@
 """Matching Networks (Vinyals et al., NeurIPS 2016) on the individual model's conv trunk.
 
 ŷ = Σ_i a(x̂, x_i) y_i with a = softmax over the support of τ·cos(f(x̂), g(x_i)); trained with the query
-NLL of that label mixture. Choices where references disagree (spec/baselines.md §4.5):
+NLL of that label mixture. Choices where references disagree (the paper, CloserLook, LibFewShot):
 - Temperature τ (`temperature` in the profile): the paper's softmax over raw cosines (τ = 1) gives
   nearly uniform attention over 50-100 support images and a flat loss; CloserLook sharpens with
   relu(cos)·100. We keep signed cosines and a fixed τ from the profile (10 by default), which keeps
@@ -16,27 +16,17 @@ NLL of that label mixture. Choices where references disagree (spec/baselines.md 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.backbones import count_params
-from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
-from methods.episodic import (
-    TaskTensors,
-    artifact_config,
-    build_backbone,
-    derived_seed,
-    embed_eval,
-    seeded,
-    state_to_cpu,
-    train_episodically,
-)
+from methods.base import EpisodeData, EpisodeResult
+from methods.episodic import MetricLearner, TaskTensors, build_backbone
 from methods.registry import register
-from methods.training import accuracy
+from methods.settings import MatchingNetSettings
+from methods.training import accuracy, predict
 
 EPS = 1e-8
 
@@ -95,39 +85,30 @@ class MatchingNetwork(nn.Module):
         return matching_probs(fq, gs, ys, n_way, self.temperature)
 
 
-@register("matchingnet", "Matching Networks: softmax attention over cosine similarity to the support set (FCE optional)")
-class MatchingNet(Method):
+@register("matchingnet", "Matching Networks: softmax attention over cosine similarity to the support set (FCE optional)",
+          settings=MatchingNetSettings)
+class MatchingNet(MetricLearner):
     family = "matchingnet"
 
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
-        cfg = method_profile(profile, self.family)
-        self.image_size = source.data.image_size
-        seed = derived_seed(source.seed, self.family)
-        with seeded(seed):
-            encoder = build_backbone(self.image_size, cfg)
-            self.net = MatchingNetwork(encoder, float(cfg["temperature"]), bool(cfg.get("fce", False)),
-                                       int(cfg.get("fce_steps", 1))).to(self.device)
-        key = artifact_config(self.family, source, cfg)
-        state = cache.get_or_build(self.family, key, lambda: self._meta_train(source, cfg, seed))
-        self.net.load_state_dict(state["net"])
-        self.net.to(self.device).eval()
-        self.train_log = state.get("log", [])
+    def build(self, image_size: int, settings: MatchingNetSettings) -> nn.Module:
+        return MatchingNetwork(build_backbone(image_size, settings), settings.temperature, settings.fce,
+                               settings.fce_steps)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.net.encoder
 
     def episode_loss(self, task: TaskTensors, way: int) -> torch.Tensor:
         """Query NLL of the attention-weighted label mixture for one training episode."""
-        z = self.net.encoder(torch.cat([task.xs, task.xq]))
+        z = self.encoder(torch.cat([task.xs, task.xq]))
         n_s = task.xs.shape[0]
         p = self.net.probs_from_embeddings(z[:n_s], task.ys, z[n_s:], way)
         return F.nll_loss(torch.log(p + EPS), task.yq)
 
-    def _meta_train(self, source: SourceData, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        log = train_episodically(self.net, self.net.encoder, self.episode_loss, source, cfg, seed, self.device)
-        return {"net": state_to_cpu(self.net), "log": log}
-
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         t0 = time.perf_counter()
-        zs = embed_eval(self.net.encoder, episode.support_x, self.device)
-        zq = embed_eval(self.net.encoder, episode.query_x, self.device)
+        zs = predict(self.encoder, episode.support_x, self.device)
+        zq = predict(self.encoder, episode.query_x, self.device)
         with torch.no_grad():
             p = self.net.probs_from_embeddings(zs, episode.support_y.to(self.device), zq, episode.n_way)
         return EpisodeResult(accuracy=accuracy(p, episode.query_y), wall_s=time.perf_counter() - t0,

@@ -1,8 +1,23 @@
-"""Name -> method constructor, like timm's model registry. Variants are the same class with options."""
+"""Name -> method class and settings, like timm's model registry: `names()` answers "what is there".
+
+A variant is the same class registered under another name with some settings fields overridden
+(`@register("fomaml", ..., settings=MAMLSettings, first_order=True)`), so a variant is plain data and
+every knob stays in one dataclass.
+
+Example::
+
+    import methods
+
+    methods.names()                                # ['scratch', 'learngene', ..., 'deepemd']
+    m = methods.get("protonet", device="cpu")
+    settings = methods.settings_for("protonet", profile)   # ProtoNetSettings from a profile dict
+    m.prepare(source, settings, cache)
+    result = m.run_episode(episode)
+"""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,19 +48,41 @@ class Entry:
     factory: Callable[..., Any]
     options: dict = field(default_factory=dict)
     family: str = ""
+    settings: type | None = None
 
 
 _REGISTRY: dict[str, Entry] = {}
 _loaded = False
 
 
-def register(name: str, description: str, family: str | None = None, **options: Any) -> Callable:
-    """Class decorator: `@register("maml", "one-line description", first_order=False)`. Stackable for variants."""
+def register(name: str, description: str, family: str | None = None, settings: type | None = None,
+             **options: Any) -> Callable:
+    """Class decorator that makes a `Method` available by name. Stackable: one class, several variants.
+
+    Args:
+        name: what users pass to `--method` and `methods.get`.
+        description: one line for `python -m bench list methods`.
+        family: the profile section `[methods.<family>]` the settings are read from (default: `name`).
+        settings: the frozen dataclass of the family's settings (see `methods.settings`); a method
+            without one receives its merged profile section as a plain dict.
+        **options: field overrides that make this variant (checked against `settings` here, at import).
+
+    Example::
+
+        @register("protonet", "Prototypical Networks", settings=ProtoNetSettings)
+        @register("protonet-fast", "ProtoNet, 100 episodes", family="protonet", settings=ProtoNetSettings,
+                  meta_iterations=100)
+        class ProtoNet(Method): ...
+    """
+    if settings is not None:
+        from methods.settings import check_value
+
+        options = {k: check_value(settings, f"register('{name}')", k, v) for k, v in options.items()}
 
     def deco(cls: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].factory is not cls:
             raise ValueError(f"method name '{name}' registered twice")
-        _REGISTRY[name] = Entry(name, description, cls, dict(options), family or name)
+        _REGISTRY[name] = Entry(name, description, cls, dict(options), family or name, settings)
         return cls
 
     return deco
@@ -89,9 +126,28 @@ def entry(name: str) -> Entry:
     return _REGISTRY[name]
 
 
-def get(name: str, device: torch.device | str = "cpu", **overrides: Any):
-    """A fresh instance of the named method on `device`."""
+def get(name: str, device: torch.device | str = "cpu"):
+    """A fresh, unprepared instance of the named method on `device`."""
     e = entry(name)
-    obj = e.factory(device=torch.device(device), **{**e.options, **overrides})
+    obj = e.factory(device=torch.device(device))
     obj.name = name
     return obj
+
+
+def settings_for(name: str, profile: Mapping[str, Any], *, given: Mapping[str, Any] | None = None,
+                 options: Mapping[str, Any] | None = None) -> Any:
+    """The named method's settings from a profile dict: its family's sections, what the experiment
+    passes (`given`), the variant's overrides, then a cell's `options` (see `methods.settings.for_family`)."""
+    from methods.settings import for_family
+
+    e = entry(name)
+    if e.settings is None:  # a method without a settings class reads its sections itself
+        merged = {**profile.get("individual", {}), **profile.get("methods", {}).get(e.family, {})}
+        return {**merged, **e.options, **(options or {})}
+    return for_family(e.settings, e.family, profile, given=given, variant=e.options, options=options)
+
+
+def families() -> dict[str, type | None]:
+    """Profile section name (`[methods.<family>]`) -> the settings class its methods read."""
+    _load_all()
+    return {e.family: e.settings for e in _REGISTRY.values()}

@@ -1,44 +1,42 @@
 """Learning from scratch: the individual architecture, randomly initialised for every episode.
 
 The paper's reference point for learngene: identical optimiser (SGD lr 0.005, momentum 0.9, weight
-decay 5e-4), batch 32, epochs and augmentation; only the initialisation differs (spec §3.5).
+decay 5e-4), batch 32, epochs and augmentation; only the initialisation differs (as in the paper's experimental setup).
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from methods.backbones import IndividualNet, count_params
-from methods.base import EpisodeData, EpisodeResult, Method, SourceData, method_profile
+from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
-from methods.training import train_supervised
+from methods.settings import IndividualSettings
+from methods.training import derived_seed, rng, train_supervised
 
 
-def episode_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
-    """The per-episode RNG for initialisation and batch order: a function of (cell seed, episode)."""
-    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * index + salt)
-
-
-@register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set")
+@register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set",
+          settings=IndividualSettings)
 class Scratch(Method):
     records_curve = True
 
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
+    def prepare(self, source: SourceData, settings: IndividualSettings, cache: Any) -> None:
         self.image_size = source.data.image_size
+        self.s = settings
 
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
-        cfg = method_profile(profile, "scratch")
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
+        s = self.s
         t0 = time.perf_counter()
-        g = episode_generator(episode.seed, episode.index)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-        model = IndividualNet(episode.n_way, self.image_size, width=cfg["width"]).to(self.device)
+        # Batch order and augmentation (g) and initialisation are functions of (cell seed, episode),
+        # the same streams learngene uses, so the two are paired episode by episode.
+        g = rng(episode.seed, "episode", episode.index)
+        torch.manual_seed(derived_seed(episode.seed, "episode-init", episode.index))
+        model = IndividualNet(episode.n_way, self.image_size, width=s.width).to(self.device)
         curve = train_supervised(
-            model, episode.support_x, episode.support_y, epochs=cfg["epochs"], lr=cfg["lr"],
-            momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
-            generator=g, device=self.device, eval_x=episode.query_x, eval_y=episode.query_y,
-            crop_padding=cfg.get("crop_padding", 0), last_batch=cfg.get("last_batch", "keep"))
+            model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,
+            weight_decay=s.weight_decay, batch_size=s.batch_size, generator=g, device=self.device,
+            eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, last_batch=s.last_batch)
         return EpisodeResult(accuracy=curve[-1], curve=curve, wall_s=time.perf_counter() - t0,
                              params=count_params(model))

@@ -1,42 +1,102 @@
-"""The supervised training loop shared by `scratch`, `learngene` and fine-tuning methods, so they
-differ only where the paper says they do (initialisation and the EWC term).
+"""The one optimisation loop every gradient-trained part of the suite runs through, and the small
+helpers around it (seeded generators, shuffled mini-batches, eval-mode prediction, class means).
 
-One optimizer per task (the official code re-created it every epoch for the individual model;
-`reset_optimizer_each_epoch=True` reproduces that). Query accuracy after every epoch is the curve.
+Why one loop: methods must differ only where their papers say they do (initialisation, loss,
+optimiser), and speed work (mixed precision, stacked episodes, a progress bar) lands once. Callers
+supply what is specific to them as plain functions: the loss of one batch, the batches of one epoch,
+an optimiser factory, an optional scheduler and an end-of-epoch callback (the learning curves).
+The supervised recipe of scratch, learngene and the collective model (`train_supervised`) is the
+common case written out once on top of it. MAML's bi-level loop stays on learn2learn (`methods.maml`).
 
 Mini-batches (`last_batch`): the paper's recipe (batch 32, no drop-last, "keep") ends every epoch of a
-100-image support set on a 4-image batch, whose BatchNorm statistics are noise; on tiny-imagenet that
-cost scratch and learngene ~7 points at 20 shots, so they scored below their own 10-shot accuracy.
-"balanced" (the default of the shipped profiles) splits each epoch's permutation into the same
-number of batches as "keep" but of near-equal size (100 -> 4 x 25, 50 -> 2 x 25): the same number of
-SGD steps, no tiny batch. "drop" drops the short batch (fewer steps); kept for comparison.
+100-image support set on a 4-image batch, whose BatchNorm statistics are noise; on tiny-imagenet's
+validation classes that cost scratch 6 points at 20 shots, so it scored below its own 10-shot accuracy
+(results/last_batch.md). "balanced" (the shipped profiles' default) splits each epoch's permutation
+into the same number of batches as "keep" but of near-equal size (100 -> 4 x 25, 50 -> 2 x 25): the
+same number of SGD steps, no tiny batch. "drop" drops the short batch (fewer steps; costs 11 points
+at 10 shots there); kept for comparison.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from tasks.augment import eval_transform, train_transform
 
+Optimizer = torch.optim.Optimizer
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def derived_seed(seed: int, *salt: str | int) -> int:
+    """A stable 31-bit seed from a seed and labels (crc32, not `hash`, which varies per process)."""
+    key = ":".join(str(s) for s in (seed, *salt)).encode()
+    return zlib.crc32(key) & 0x7FFFFFFF
+
+
+def rng(seed: int, *salt: str | int) -> torch.Generator:
+    """A CPU generator for one purpose, e.g. `rng(cell_seed, "scratch", episode)`: the same (seed, salt)
+    always gives the same draws, different salts give independent streams."""
+    return torch.Generator().manual_seed(derived_seed(seed, *salt))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed the global RNG (weight initialisation) without leaking the state to the caller."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# --------------------------------------------------------------------------- evaluation helpers
+
 
 @torch.no_grad()
-def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Logits for uint8 images, in eval mode, batched."""
+def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device, batch_size: int = 256,
+            forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """`forward` (default: the model) of uint8 images in eval mode, batched; the model's mode is restored.
+
+    Serves logits, embeddings and DeepEMD's dense maps (`forward=encoder.feature_map`)."""
+    fn = forward or model
     was = model.training
     model.eval()
-    outs = [model(eval_transform(chunk.to(device))) for chunk in images_u8.split(batch_size)]
-    model.train(was)
-    return torch.cat(outs)
+    try:
+        return torch.cat([fn(eval_transform(chunk.to(device))) for chunk in images_u8.split(batch_size)])
+    finally:
+        model.train(was)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of rows whose argmax is the label."""
+    return float((logits.argmax(1).cpu() == labels.cpu()).float().mean())
+
+
+def class_means(x: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Per-class means of `x` [B, ...] -> [n_way, ...]; any label order (index_add, not a reshape)."""
+    y = y.to(x.device)
+    sums = torch.zeros((n_way, *x.shape[1:]), dtype=x.dtype, device=x.device).index_add(0, y, x)
+    counts = torch.bincount(y, minlength=n_way).clamp_min(1).to(x.dtype)
+    return sums / counts.view(-1, *([1] * (x.dim() - 1)))
+
+
+# --------------------------------------------------------------------------- the loop
 
 
 LAST_BATCH_POLICIES = ("keep", "balanced", "drop")
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, last_batch: str = "keep") -> list[torch.Tensor]:
-    """One epoch's mini-batches of indices 0..n-1 in a fresh random order (see `last_batch` above)."""
+    """One epoch's index chunks of a fresh permutation of range(n) (see `last_batch` above)."""
     if last_batch not in LAST_BATCH_POLICIES:
         raise ValueError(f"last_batch must be one of {', '.join(LAST_BATCH_POLICIES)}, got {last_batch!r}")
     order = torch.randperm(n, generator=generator)
@@ -48,8 +108,73 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, last_batc
     return batches
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(1).cpu() == labels.cpu()).float().mean())
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator,
+                     last_batch: str = "keep") -> Callable[[int], list[torch.Tensor]]:
+    """Epoch -> `epoch_batches` of a fresh permutation of range(n) ("keep": the last chunk may be short)."""
+    def epoch(_: int) -> list[torch.Tensor]:
+        return epoch_batches(n, batch_size, generator, last_batch)
+    return epoch
+
+
+@dataclass
+class FitLog:
+    """What `fit` returns: per-step losses (when kept) and the end-of-epoch callback's values."""
+
+    losses: list[float] = field(default_factory=list)
+    epochs: list[Any] = field(default_factory=list)
+
+
+def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterable[Any]],
+        optimizer: Callable[[], Optimizer], *, epochs: int = 1,
+        scheduler: Callable[[Optimizer], Any] | None = None, module: nn.Module | None = None,
+        after_epoch: Callable[[], Any] | None = None, fresh_optimizer_each_epoch: bool = False,
+        keep_losses: bool = False, progress: str | None = None, total: int | None = None) -> FitLog:
+    """Minimise `loss_of(batch)` over `batches(epoch)` for `epochs` epochs.
+
+    Args:
+        loss_of: the scalar loss of one batch (forward pass included).
+        batches: the batches of one epoch (index chunks from `shuffled_batches`, or episodes).
+        optimizer: builds the optimiser (called once, or every epoch with `fresh_optimizer_each_epoch`).
+        scheduler: builds a scheduler stepped after every optimiser step.
+        module: put in train mode at the start of every epoch (evaluation callbacks switch it back).
+        after_epoch: called after every epoch; its values are `FitLog.epochs` (e.g. query accuracy).
+        keep_losses: record every step's loss (a device sync per step; only for logs of base training).
+        progress: a label shows a progress bar (base training: pre-training, meta-training, collective
+            tasks); per-episode training passes None. `total`: its number of steps, when known.
+
+    Example::
+
+        model = nn.Linear(8, 3)
+        x, y = torch.randn(40, 8), torch.randint(0, 3, (40,))
+        log = fit(lambda idx: F.cross_entropy(model(x[idx]), y[idx]), shuffled_batches(40, 8, rng(0, "demo")),
+                  lambda: torch.optim.SGD(model.parameters(), lr=0.1), epochs=5)
+    """
+    opt = optimizer()
+    sched = scheduler(opt) if scheduler is not None else None
+    log = FitLog()
+    bar = tqdm(total=total, desc=progress, unit="step", leave=False, position=1, dynamic_ncols=True,
+               disable=None if progress else True)
+    try:
+        for epoch in range(epochs):
+            if fresh_optimizer_each_epoch and epoch > 0:
+                opt = optimizer()
+            if module is not None:
+                module.train()
+            for batch in batches(epoch):
+                loss = loss_of(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                if keep_losses:
+                    log.losses.append(float(loss.detach()))
+                bar.update()
+            if after_epoch is not None:
+                log.epochs.append(after_epoch())
+    finally:
+        bar.close()
+    return log
 
 
 def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
@@ -58,32 +183,29 @@ def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, e
                      eval_x: torch.Tensor | None = None, eval_y: torch.Tensor | None = None,
                      extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
                      reset_optimizer_each_epoch: bool = False, crop_padding: int = 0,
-                     amp_dtype: torch.dtype | None = None,
-                     params: list[nn.Parameter] | None = None, last_batch: str = "keep") -> list[float]:
-    """SGD on (x, y) for `epochs`; returns query accuracy after each epoch (empty without eval data)."""
+                     amp_dtype: torch.dtype | None = None, params: list[nn.Parameter] | None = None,
+                     progress: str | None = None, last_batch: str = "keep") -> list[float]:
+    """SGD with cross-entropy on augmented uint8 images (scratch, learngene, the collective model);
+    returns query accuracy after each epoch (empty without eval data).
+
+    One optimiser per call (the official code re-created it every epoch for the individual model;
+    `reset_optimizer_each_epoch=True` reproduces that)."""
     model.to(device)
     y = y.to(device)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
 
-    def new_opt() -> torch.optim.Optimizer:
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb = train_transform(x_u8[idx].to(device), generator, crop_padding)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = F.cross_entropy(model(xb), y[idx.to(device)])
+        return loss + extra_loss(model) if extra_loss is not None else loss
 
-    opt = new_opt()
-    curve: list[float] = []
+    evaluate = (lambda: accuracy(predict(model, eval_x, device), eval_y)) \
+        if eval_x is not None and eval_y is not None else None
     n = x_u8.shape[0]
-    for _epoch in range(epochs):
-        if reset_optimizer_each_epoch and _epoch > 0:
-            opt = new_opt()
-        model.train()
-        for idx in epoch_batches(n, batch_size, generator, last_batch):
-            xb = train_transform(x_u8[idx].to(device), generator, crop_padding)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(xb), y[idx.to(device)])
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if eval_x is not None and eval_y is not None:
-            curve.append(accuracy(predict(model, eval_x, device), eval_y))
-    return curve
+    log = fit(loss_of, shuffled_batches(n, batch_size, generator, last_batch),
+              lambda: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay),
+              epochs=epochs, module=model, after_epoch=evaluate,
+              fresh_optimizer_each_epoch=reset_optimizer_each_epoch, progress=progress,
+              total=epochs * -(-n // batch_size))
+    return log.epochs

@@ -47,7 +47,7 @@ def main() -> None:
         for shots in [int(s) for s in args.shots.split(",")]:
             for seed in range(args.seeds):
                 for r in run_episodes(env, "scratch", "open_world", shots, seed, args.tasks,
-                                      profile_patch={"individual": {"last_batch": policy}}):
+                                      options={"last_batch": policy}):
                     if r["metric"] == "accuracy":
                         rows.append({"policy": policy, "shots": shots, "seed": seed, "episode": r["episode"],
                                      "acc": 100 * r["value"]})

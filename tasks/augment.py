@@ -1,6 +1,6 @@
 """Batched tensor transforms: applied to a whole gathered batch at once, never per image.
 
-The paper's effective augmentation is a random horizontal flip (spec §1.2); evaluation is
+The paper's effective augmentation is a random horizontal flip (official code); evaluation is
 deterministic (no flip), fixing the official code's random test transform.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The stream of continual tasks the collective model learns, one after another.
 
-Faithful to the official code (spec §1.3): each task has 5 classes drawn without replacement
+Faithful to the official code: each task has 5 classes drawn without replacement
 within the task and independently across tasks (classes recur), task-local labels 0..4, training
 images from the classes' train pools. Seeded, and the task -> class list is saved with the artifact.
 """

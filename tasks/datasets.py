@@ -6,6 +6,9 @@ Loaders: `tiny-imagenet` (official layout, zip or folder, any number of classes)
 
 Decoded tensors are cached as `<name>-<checksum>-<px>px.pt` under BENCH_CACHE_DIR (default
 ~/.cache/learngene-bench/decoded), so a second load costs one `torch.load`.
+
+Why one module over 300 lines: five loaders share the cache, checksum, decode and error paths; each
+loader alone is short, and splitting them would scatter those shared paths.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Class divisions: 64 base / 16 open-world / 20 novel.
 
 Sources, in order of precedence: an explicit `--split FILE`; a `<data>.split.json` beside the data;
-the published CIFAR-FS / mini-ImageNet lists (spec/learngene.md §1.1) when the dataset's classes
+the published CIFAR-FS / mini-ImageNet lists (Bertinetto et al. 2019; Ravi & Larochelle 2017) when the dataset's classes
 match them; otherwise a seeded division. The division used is saved with every result.
 """
 from __future__ import annotations

@@ -74,7 +74,7 @@ def episodes(src: SourceData, k_shot: int = 5, n_query: int = 6, n: int = 3, see
 
 
 def mean_accuracy(method, eps: list[EpisodeData], prof: dict) -> float:
-    return sum(method.run_episode(e, prof).accuracy for e in eps) / len(eps)
+    return sum(method.run_episode(e).accuracy for e in eps) / len(eps)
 
 
 def cache(tmp_path) -> ArtifactCache:

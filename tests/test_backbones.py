@@ -1,4 +1,4 @@
-"""Backbones: valid at 32, 64 and 84 px, width multiplier scales channels, and the layouts of spec §2.1/§3.2."""
+"""Backbones: valid at 32, 64 and 84 px, width multiplier scales channels, and the layouts of the official code."""
 from __future__ import annotations
 
 import pytest
@@ -34,7 +34,7 @@ def test_individual_layout_at_full_width():
     fcs = [m for m in net.classifier if isinstance(m, nn.Linear)]
     assert [(f.in_features, f.out_features) for f in fcs] == [(2048, 1024), (1024, 1024), (1024, 5)]
     assert not any(isinstance(m, nn.Dropout) for m in net.modules())
-    assert abs(count_params(net) - 11.79e6) / 11.79e6 < 0.01  # spec §3.2: 11.79 M parameters
+    assert abs(count_params(net) - 11.79e6) / 11.79e6 < 0.01  # the paper's individual model: 11.79 M parameters
 
 
 @pytest.mark.parametrize("size", [32, 64, 84])

@@ -152,7 +152,7 @@ def _kill_first_attempt(marker_dir: str, victim: dict):
         import time
         from pathlib import Path
 
-        from bench.runner import execute_cell
+        from bench.cells import execute_cell
 
         marker = Path(marker_dir) / "killed"
         if cell.params == victim and not marker.exists():

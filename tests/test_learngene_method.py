@@ -10,19 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.experiments.fig3 import rank_layers_by_trend
+from bench.experiments.fig3 import run as fig3_run
+from bench.experiments.table2 import _recognition_rows
+from bench.profiles import collective_settings, method_settings
 from methods import registry
 from methods.artifacts import ArtifactCache
 from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, SourceData
 from methods.learngene.collective import ContinualLearner
 from methods.learngene.inherit import build_individual, extract_learngene, gene_blocks
-from methods.learngene.method import (
-    accuracy_rows,
-    collective_artifact,
-    open_world_rows,
-    rank_layers_by_trend,
-    rho_rows,
-)
+from methods.learngene.stages import collective_artifact, open_world_artifact
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
@@ -81,25 +79,25 @@ def test_inheritance_copies_exactly_the_chosen_blocks(position):
 def test_each_episode_starts_from_the_same_learngene(setup):
     src, cache, prof, eps = setup
     m = registry.get("learngene")
-    m.prepare(src, prof, cache)
+    m.prepare(src, method_settings(prof, m.name), cache)
     before = copy.deepcopy(m.gene)
-    r1 = m.run_episode(eps[0], prof)
+    r1 = m.run_episode(eps[0])
     for a, b in zip(before["blocks"], m.gene["blocks"], strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)  # prepared state untouched
     assert r1.extra["gene_blocks"] == [11, 12, 13] and r1.extra["ewc_penalty_final"] > 0
     # the same episode again gives the same result (fresh front/head seeded by the episode, same learngene)
-    assert m.run_episode(eps[0], prof).curve == r1.curve
+    assert m.run_episode(eps[0]).curve == r1.curve
 
 
 def test_easy_task_high_accuracy_and_shuffled_labels_near_chance(setup):
     src, cache, prof, eps = setup
     m = registry.get("learngene")
-    m.prepare(src, prof, cache)
-    r = m.run_episode(eps[0], prof)
+    m.prepare(src, method_settings(prof, m.name), cache)
+    r = m.run_episode(eps[0])
     assert max(r.curve) >= 0.9 and len(r.curve) == prof["individual"]["epochs"]
     shuffled = copy.copy(eps[0])
     shuffled.support_y = eps[0].support_y[torch.randperm(100, generator=torch.Generator().manual_seed(0))]
-    r = m.run_episode(shuffled, prof)
+    r = m.run_episode(shuffled)
     assert r.curve[-1] <= 0.5
 
 
@@ -108,14 +106,14 @@ def _leaking_learngene(setup):
     src, cache, prof, eps = setup
     prof = copy.deepcopy(prof)
     prof["individual"]["epochs"] = 1
-    leak = registry.get("learngene-ewc0", reuse_across_tasks=True)
-    leak.prepare(src, prof, cache)
+    leak = registry.get("learngene-ewc0")
+    leak.prepare(src, method_settings(prof, leak.name, {"reuse_across_tasks": True}), cache)
     return leak, prof, eps
 
 
 def test_reuse_across_tasks_reproduces_the_official_leak(setup):
     leak, prof, eps = _leaking_learngene(setup)
-    leak.run_episode(eps[0], prof)
+    leak.run_episode(eps[0])
     carried = {k: v.clone() for k, v in leak._carry.state_dict().items()}
     fresh = build_individual(leak.gene, 5, 32, 0.125)
     assert not torch.equal(carried["gene.0.0.weight"], fresh.gene[0][0].weight.detach())  # trained, not reset
@@ -125,59 +123,68 @@ def test_variants_and_checkpoint_option(setup):
     src, cache, prof, eps = setup
     assert {"learngene", "learngene-ewc0", "learngene-ewc5000", "learngene-front", "learngene-openworld",
             "learngene-official"} <= set(registry.names())
-    m = registry.get("learngene", checkpoint=1)
-    m.prepare(src, prof, cache)
+    m = registry.get("learngene")
+    m.prepare(src, method_settings(prof, m.name, {"checkpoint": 1}), cache)
     assert m.gene_source == "task 1"
     with pytest.raises(ValueError, match="no collective checkpoint"):
-        registry.get("learngene", checkpoint=0).prepare(src, prof, cache)
+        registry.get("learngene").prepare(src, method_settings(prof, "learngene", {"checkpoint": 0}), cache)
     mid = registry.get("learngene-middle")
-    mid.prepare(src, prof, cache)
+    mid.prepare(src, method_settings(prof, mid.name), cache)
     assert mid.gene["indices"] == [5, 6, 7] and len(set(mid.gene["widths"])) == 1  # uniform network
     n_built = len(cache.built)
-    collective_artifact(src, prof, cache, "cpu")  # shared, not retrained
+    collective_artifact(src, collective_settings(prof), cache, "cpu")  # shared, not retrained
     assert len(cache.built) == n_built
+
+
+class _Env:
+    """The part of `bench.runner.Env` the Figure 3 and Table 2 rows read."""
+
+    def __init__(self, src, cache, prof):
+        self.spec = type("Spec", (), {"profile": prof})()
+        self.cache, self.device, self._src = cache, torch.device("cpu"), src
+
+    def source(self, seed):
+        return self._src
 
 
 def test_rows_for_experiments(setup):
     src, cache, prof, _ = setup
-    rows = rho_rows(src, prof, cache, "cpu")
-    assert len(rows) == 3 * 13 * 2 and {"task", "layer", "mode", "sigma", "rho"} <= set(rows[0])
-    ranked = rank_layers_by_trend(rows, "abs")
+    art = collective_artifact(src, collective_settings(prof), cache, "cpu")
+    assert len(art["rho"]) == 3 * 13 * 2 and {"task", "layer", "mode", "sigma", "rho"} <= set(art["rho"][0])
+    assert all(len(r["per_epoch"]) == 2 for r in art["rho"])
+    ranked = rank_layers_by_trend(art["rho"], "abs")
     assert [r["rank"] for r in ranked] == list(range(1, 14))
-    assert len(rho_rows(src, prof, cache, "cpu", per_epoch=True)) == 2 * len(rows)
-    acc = accuracy_rows(src, prof, cache, "cpu")
-    assert acc[-1]["kind"] == "summary" and len(acc) == 6 + 1
-    ow = open_world_rows(src, prof, cache, "cpu")
-    det = ow[0]
-    assert det["kind"] == "detection" and 0.0 <= det["auroc"] <= 1.0 and det["positive"] == "open-world"
-    assert {r.get("stage") for r in ow[1:]} == {"before", "after"}
+    rows = fig3_run(type("Cell", (), {"params": {"seed": 0}})(), _Env(src, cache, prof))
+    assert len([r for r in rows if r["metric"] == "collective_R"]) == 6
+    assert {"collective_avg_acc", "collective_forgetting", "collective_bwt"} <= {r["metric"] for r in rows}
+    ow = {r["metric"]: r for r in _recognition_rows(_Env(src, cache, prof), 0)}
+    assert 0.0 <= ow["detection.auroc"]["value"] <= 1.0 and ow["detection.auroc"]["positive"] == "open-world"
+    assert {"incremental.before.avg_acc", "incremental.after.avg_acc"} <= set(ow)
 
 
 def test_official_leak_stays_inside_one_sequence_of_tasks(setup):
     """The carried weights restart at episode 0, so a cell's numbers never depend on which cells ran
     earlier in the same worker process (a real bug: process/Ray results varied with scheduling)."""
     leak, prof, eps = _leaking_learngene(setup)
-    leak.run_episode(eps[0], prof)
-    first = leak.run_episode(eps[1], prof).curve
-    leak.run_episode(eps[1], prof)  # another cell's tasks run in between
-    leak.run_episode(eps[0], prof)
-    again = leak.run_episode(eps[1], prof).curve
+    leak.run_episode(eps[0])
+    first = leak.run_episode(eps[1]).curve
+    leak.run_episode(eps[1])  # another cell's tasks run in between
+    leak.run_episode(eps[0])
+    again = leak.run_episode(eps[1]).curve
     assert first == again
 
 
 def test_open_world_stage_does_not_depend_on_the_global_rng(setup, tmp_path):
     """The stage trains through dropout (global RNG): its artifact must not depend on what ran before
     in the process (found as a serial-vs-Ray difference)."""
-    from methods.learngene.method import open_world_artifact
-
     src, cache, prof, _ = setup
-    collective_artifact(src, prof, cache, "cpu")  # shared, already trained
+    collective_artifact(src, collective_settings(prof), cache, "cpu")  # shared, already trained
     finals = []
     for noise in (1, 2):
         root = tmp_path / f"ow{noise}"
         # the trained collective model is loaded from disk (not retrained, which would reseed)
         shutil.copytree(cache.root, root, ignore=shutil.ignore_patterns("learngene-openworld-*"))
         torch.manual_seed(noise)  # a different process history
-        art = open_world_artifact(src, prof, ArtifactCache(root), "cpu")
+        art = open_world_artifact(src, collective_settings(prof), ArtifactCache(root), "cpu")
         finals.append(art["final"]["state"])
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])

@@ -6,15 +6,16 @@ import meta_helpers as H
 import pytest
 import torch
 import torch.nn.functional as F
+from func_maml import func_meta_gradient
 from torch import nn
 
+from bench.profiles import method_settings
 from methods import registry
 from methods.episodic import TaskTensors
 from methods.maml import (
     EpisodeBatchNorm2d,
     _l2l,
     forward_query,
-    func_meta_gradient,
     l2l_meta_gradient,
     proto_head,
     protomaml_adapt,
@@ -185,37 +186,37 @@ PROFILE = H.profile("maml", meta_iterations=2, inner_lr=0.05, inner_steps_test=5
 def test_meta_learner_separates_easy_classes_and_fails_on_shuffled_labels(name, tmp_path):
     src = H.source()
     m = registry.get(name)
-    m.prepare(src, PROFILE, H.cache(tmp_path))
+    m.prepare(src, method_settings(PROFILE, m.name), H.cache(tmp_path))
     before = H.state_snapshot(m.maml)
     eps = H.episodes(src, n=2)
     assert H.mean_accuracy(m, eps, PROFILE) > 0.9
     assert H.mean_accuracy(m, H.episodes(src, n=2, shuffle_labels=True), PROFILE) < 0.45
-    assert m.run_episode(eps[0], PROFILE).accuracy == m.run_episode(eps[0], PROFILE).accuracy
+    assert m.run_episode(eps[0]).accuracy == m.run_episode(eps[0]).accuracy
     assert H.same_state(before, H.state_snapshot(m.maml))  # episodes never touch the prepared weights
 
 
 def test_meta_training_is_deterministic_and_cached_per_variant(tmp_path):
     src = H.source()
     a, b = registry.get("fomaml"), registry.get("fomaml")
-    a.prepare(src, PROFILE, H.cache(tmp_path / "a"))
-    b.prepare(src, PROFILE, H.cache(tmp_path / "b"))
+    a.prepare(src, method_settings(PROFILE, a.name), H.cache(tmp_path / "a"))
+    b.prepare(src, method_settings(PROFILE, b.name), H.cache(tmp_path / "b"))
     assert H.same_state(H.state_snapshot(a.maml), H.state_snapshot(b.maml))
     assert a.train_log == b.train_log
     cache = H.cache(tmp_path / "a")
-    registry.get("fomaml").prepare(src, PROFILE, cache)
+    registry.get("fomaml").prepare(src, method_settings(PROFILE, "fomaml"), cache)
     assert cache.built == []  # same config: loaded, not retrained
 
 
 def test_maml_refuses_an_episode_of_another_way(tmp_path):
     src = H.source()
     m = registry.get("fomaml")
-    m.prepare(src, H.profile("maml", meta_iterations=1), H.cache(tmp_path))
+    m.prepare(src, method_settings(H.profile("maml", meta_iterations=1), m.name), H.cache(tmp_path))
     ep = H.episodes(src, n=1)[0]
     ep.n_way = 4
     with pytest.raises(ValueError, match="5-way"):
-        m.run_episode(ep, PROFILE)
+        m.run_episode(ep)
 
 
 def test_bn_mode_is_validated():
     with pytest.raises(ValueError, match="bn_mode"):
-        registry.get("maml", bn_mode="running")
+        method_settings(PROFILE, "maml", {"bn_mode": "running"})

@@ -5,6 +5,7 @@ import meta_helpers as H
 import torch
 import torch.nn.functional as F
 
+from bench.profiles import method_settings
 from methods import registry
 from methods.matchingnet import FullContextEmbedding, attention, matching_probs
 
@@ -45,7 +46,7 @@ def test_matchingnet_separates_easy_classes_and_fails_on_shuffled_labels(tmp_pat
     for fce in (False, True):
         prof = H.profile("matchingnet", fce=fce)
         m = registry.get("matchingnet")
-        m.prepare(src, prof, H.cache(tmp_path / str(fce)))
+        m.prepare(src, method_settings(prof, m.name), H.cache(tmp_path / str(fce)))
         before = H.state_snapshot(m.net)
         assert H.mean_accuracy(m, H.episodes(src, n=2), prof) > 0.9
         assert H.mean_accuracy(m, H.episodes(src, n=2, shuffle_labels=True), prof) < 0.45

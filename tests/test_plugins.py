@@ -81,8 +81,8 @@ def write_plugin(path: Path, name: str, body: str = "") -> Path:
     path.write_text(
         "from methods import EpisodeResult, Method\n\n"
         f"class Mine(Method):\n    '''Predicts class 0 (a test plugin).'''\n    name = {name!r}\n\n"
-        "    def prepare(self, source, profile, cache):\n        pass\n\n"
-        "    def run_episode(self, episode, profile):\n"
+        "    def prepare(self, source, settings, cache):\n        pass\n\n"
+        "    def run_episode(self, episode):\n"
         "        return EpisodeResult(accuracy=float((episode.query_y == 0).float().mean()))\n" + body)
     return path
 
@@ -192,7 +192,7 @@ def test_plugin_that_registers_itself_with_the_decorator(capsys, tmp_path, clean
     path = tmp_path / "decorated.py"
     path.write_text("from methods import Method, register\n\n"
                     "@register('decorated', 'registers itself')\n"
-                    "class D(Method):\n    def prepare(self, s, p, c): pass\n    def run_episode(self, e, p): pass\n")
+                    "class D(Method):\n    def prepare(self, s, p, c): pass\n    def run_episode(self, e): pass\n")
     code, out, _ = run(capsys, "list", "methods", "--plugin", str(path))
     assert code == 0
     assert f"[--plugin {path}]" in next(ln for ln in out.splitlines() if ln.startswith("decorated "))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import meta_helpers as H
 import torch
 
+from bench.profiles import method_settings
 from methods import registry
 from methods.protonet import prototype_logits, squared_distances
 
@@ -28,7 +29,7 @@ def test_squared_distances_never_negative_for_identical_points():
 def test_protonet_separates_easy_classes_and_fails_on_shuffled_labels(tmp_path):
     src = H.source()
     m = registry.get("protonet")
-    m.prepare(src, H.profile(), H.cache(tmp_path))
+    m.prepare(src, method_settings(H.profile(), m.name), H.cache(tmp_path))
     assert H.mean_accuracy(m, H.episodes(src, n=2), H.profile()) > 0.9
     assert H.mean_accuracy(m, H.episodes(src, n=2, shuffle_labels=True), H.profile()) < 0.45
 
@@ -37,11 +38,11 @@ def test_protonet_episode_is_pure_and_weights_are_cached(tmp_path):
     src = H.source()
     cache = H.cache(tmp_path)
     m = registry.get("protonet")
-    m.prepare(src, H.profile(), cache)
+    m.prepare(src, method_settings(H.profile(), m.name), cache)
     before = H.state_snapshot(m.encoder)
     ep = H.episodes(src, n=1)[0]
-    a, b = m.run_episode(ep, H.profile()), m.run_episode(ep, H.profile())
+    a, b = m.run_episode(ep), m.run_episode(ep)
     assert a.accuracy == b.accuracy and H.same_state(before, H.state_snapshot(m.encoder))
     again = registry.get("protonet")
-    again.prepare(src, H.profile(), cache)  # loads, does not retrain
+    again.prepare(src, method_settings(H.profile(), again.name), cache)  # loads, does not retrain
     assert len(cache.built) == 1 and H.same_state(before, H.state_snapshot(again.encoder))

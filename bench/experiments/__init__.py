@@ -3,6 +3,9 @@
 - `cells(spec, methods) -> list[Cell]`: the grid it needs for the selected methods;
 - `run(cell, env) -> list[dict]`: tidy rows for one cell (executed on a worker);
 - `report(df, ctx) -> list[Path]`: tables/figures from the collected rows of this experiment.
+
+An experiment with its own profile section `[experiments.<name>]` also defines `Settings`, a frozen
+dataclass the profile is validated against (see `bench.profiles`).
 """
 from __future__ import annotations
 

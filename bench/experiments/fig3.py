@@ -1,19 +1,26 @@
 """Figure 3: the judgement criterion ρ(layer, task) over the collective model's continual training.
 
 ρ is the fraction of a conv layer's weight-gradient entries above σ, averaged over the task's
-batches and epochs (spec §2.5); `signed` counts g > σ as the official code, `abs` counts |g| > σ
-as the paper's Eq. 4. The paper reads "large, then steadily small" as the mark of a learngene layer.
+batches and epochs (paper Eq. 4); `signed` counts g > σ as the official code, `abs` counts |g| > σ
+as the paper's Eq. 4 reads. The paper reads "large, then steadily small" as the mark of a learngene
+layer; `rank_layers_by_trend` scores exactly that. The rows come from the cached collective model
+(`methods.learngene.stages`), the one Table 2, Table 3 and Figures 4 and 6 also use.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.experiments.selection import artifact_seeds
 from bench.plots import heatmap
+from bench.profiles import collective_settings
 from bench.report import ReportContext
 from bench.runner import Cell, Env, RunSpec
+from methods.learngene.openworld import continual_metrics
+from methods.learngene.stages import collective_artifact
 
 NAME = "fig3"
 DESCRIPTION = "Figure 3: judgement-criterion heat map rho(layer, task) of the collective model"
@@ -25,23 +32,45 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     return [Cell(NAME, "learngene", {"seed": s}) for s in artifact_seeds(spec.profile)]
 
 
-def run(cell: Cell, env: Env) -> list[dict]:
-    from methods.learngene.method import accuracy_rows, rank_layers_by_trend, rho_rows
+def rank_layers_by_trend(rows: list[dict[str, Any]], mode: str = "signed",
+                         early_frac: float = 1 / 3) -> list[dict[str, Any]]:
+    """Rank layers by the paper's learngene signal: ρ large early, then steadily small.
 
-    source = env.source(cell.params["seed"])
-    raw = rho_rows(source, env.spec.profile, env.cache, env.device)
+    early = mean ρ over the first `early_frac` of tasks, late = mean over the rest, late_std = its
+    spread; score = (early − late) / (late_std + 1e-3). Highest score first; `rank` starts at 1.
+    """
+    by_layer: dict[int, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r["mode"] == mode and "epoch" not in r:
+            by_layer.setdefault(int(r["layer"]), []).append((int(r["task"]), float(r["rho"])))
+    out = []
+    for layer, vals in by_layer.items():
+        vals.sort()
+        rho = np.array([v for _, v in vals])
+        cut = max(1, int(round(len(rho) * early_frac)))
+        early, late = float(rho[:cut].mean()), rho[cut:] if len(rho) > cut else rho[-1:]
+        drop = early - float(late.mean())
+        out.append({"layer": layer, "mode": mode, "early": early, "late": float(late.mean()),
+                    "late_std": float(late.std()), "drop": drop, "score": drop / (float(late.std()) + 1e-3)})
+    out.sort(key=lambda r: -r["score"])
+    for i, r in enumerate(out):
+        r["rank"] = i + 1
+    return out
+
+
+def run(cell: Cell, env: Env) -> list[dict]:
+    art = collective_artifact(env.source(cell.params["seed"]), collective_settings(env.spec.profile), env.cache,
+                              env.device)
     rows = [{"metric": f"rho_{r['mode']}", "task": int(r["task"]), "layer": int(r["layer"]), "value": float(r["rho"]),
-             "sigma": float(r["sigma"])} for r in raw]
-    for mode in sorted({r["mode"] for r in raw}):
-        for r in rank_layers_by_trend(raw, mode=mode):
+             "sigma": float(r["sigma"])} for r in art["rho"]]
+    for mode in sorted({r["mode"] for r in art["rho"]}):
+        for r in rank_layers_by_trend(art["rho"], mode=mode):
             rows.append({"metric": f"trend_rank_{mode}", "layer": r["layer"], "value": float(r["rank"])})
-    for r in accuracy_rows(source, env.spec.profile, env.cache, env.device):
-        if r.get("kind") == "R":
-            rows.append({"metric": "collective_R", "task": int(r["task"]), "after_task": int(r["after_task"]),
-                         "value": float(r["acc"])})
-        else:
-            rows += [{"metric": f"collective_{k}", "value": float(v)} for k, v in r.items()
-                     if isinstance(v, int | float) and not isinstance(v, bool)]
+    rows += [{"metric": "collective_R", "task": i, "after_task": t, "value": float(a)}
+             for t, row in enumerate(art["R"]) for i, a in enumerate(row)]
+    summary = {**continual_metrics(art["R"]), "train_s": art.get("train_s")}
+    rows += [{"metric": f"collective_{k}", "value": float(v)} for k, v in summary.items()
+             if isinstance(v, int | float) and not isinstance(v, bool)]
     return rows
 
 

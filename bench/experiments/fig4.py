@@ -6,43 +6,53 @@ The paper's (a)/(c) are CIFAR and (b)/(d) ImageNet; ours are one figure per data
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.plots import line_with_band
+from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, run_episodes
+from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig4"
 DESCRIPTION = "Figure 4: learning curves and sample efficiency, learngene vs scratch"
 METHODS = ("learngene", "scratch")
 
 
-def _cfg(profile: dict) -> dict:
-    return profile.get("experiments", {}).get("fig4", {})
+@dataclass(frozen=True)
+class Settings(ExperimentSettings):
+    """`[experiments.fig4]`."""
+
+    shots: int = field(default=200, metadata={"gt": 0})
+    """Shots per class of the learning curves (paper: 200)."""
+    epochs: int = field(default=100, metadata={"gt": 0})
+    """Epochs of the learning curves (paper: 100)."""
+    sample_epochs: int = field(default=10, metadata={"gt": 0})
+    """Fixed epoch budget of panels c/d (paper: 10)."""
+    sample_sizes: tuple[int, ...] = (10, 25, 50, 100)
+    """Shots per class of panels c/d."""
+    curve_tasks: int = field(default=5, metadata={"gt": 0})
+    """Episodes per seed."""
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    cfg = _cfg(spec.profile)
-    seeds = int(cfg.get("seeds", spec.profile["episodes"]["seeds"]))
+    cfg = experiment_settings(spec.profile, NAME, Settings)
     chosen = [m for m in METHODS if m in methods]
     out = []
-    for s in range(seeds):
+    for s in cfg.seed_range(spec.profile):
         for m in chosen:
-            out.append(Cell(NAME, m, {"panel": "curves", "shots": int(cfg["shots"]), "epochs": int(cfg["epochs"]),
-                                      "seed": s}))
-            for n in cfg["sample_sizes"]:
-                out.append(Cell(NAME, m, {"panel": "samples", "shots": int(n), "epochs": int(cfg["sample_epochs"]),
-                                          "seed": s}))
+            out.append(Cell(NAME, m, {"panel": "curves", "shots": cfg.shots, "epochs": cfg.epochs, "seed": s,
+                                      "method_options": {"epochs": cfg.epochs}}))
+            for n in cfg.sample_sizes:
+                out.append(Cell(NAME, m, {"panel": "samples", "shots": n, "epochs": cfg.sample_epochs, "seed": s,
+                                          "method_options": {"epochs": cfg.sample_epochs}}))
     return out
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    cfg = _cfg(env.spec.profile)
-    p = cell.params
-    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], n_tasks=int(cfg["curve_tasks"]),
-                        profile_patch={"individual": {"epochs": p["epochs"]}})
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).curve_tasks)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

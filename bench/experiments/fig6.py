@@ -4,14 +4,16 @@ middle or top of a uniform-width collective network (no widening), as the paper 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.experiments.selection import fig6b_methods
 from bench.plots import line_with_band
+from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, run_episodes
+from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig6"
 DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"
@@ -19,29 +21,36 @@ POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "mi
                   "learngene-top-uniform": "top (conv 11-13)"}
 
 
-def _cfg(profile: dict) -> dict:
-    return profile.get("experiments", {}).get("fig6", {})
+@dataclass(frozen=True)
+class Settings(ExperimentSettings):
+    """`[experiments.fig6]`; its checkpoints and uniform width reach the collective run through
+    `bench.profiles.collective_settings`."""
+
+    shots: int = field(default=20, metadata={"gt": 0})
+    """5-way shots of the Figure 6 tasks."""
+    checkpoints: tuple[int, ...] = ()
+    """Collective tasks the learngene is taken from (panel a)."""
+    uniform_width: int = field(default=256, metadata={"gt": 0})
+    """Channels of the uniform-width collective network (panel b), before `width`."""
+    tasks: int | None = None
+    """Episodes per seed (None = [episodes] tasks)."""
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    cfg = _cfg(spec.profile)
-    seeds = int(cfg.get("seeds", spec.profile["episodes"]["seeds"]))
-    shots = int(cfg.get("shots", 20))
+    cfg = experiment_settings(spec.profile, NAME, Settings)
+    seeds = cfg.seed_range(spec.profile)
     out = []
     if "learngene" in methods:
-        out += [Cell(NAME, "learngene", {"panel": "checkpoint", "checkpoint": int(t), "shots": shots, "seed": s,
-                                         "method_options": {"checkpoint": int(t)}})
-                for s in range(seeds) for t in cfg["checkpoints"]]
-    out += [Cell(NAME, m, {"panel": "position", "shots": shots, "seed": s})
-            for s in range(seeds) for m in fig6b_methods(methods)]
+        out += [Cell(NAME, "learngene", {"panel": "checkpoint", "checkpoint": t, "shots": cfg.shots, "seed": s,
+                                         "method_options": {"checkpoint": t}})
+                for s in seeds for t in cfg.checkpoints]
+    out += [Cell(NAME, m, {"panel": "position", "shots": cfg.shots, "seed": s})
+            for s in seeds for m in fig6b_methods(methods)]
     return out
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    p = cell.params
-    tasks = _cfg(env.spec.profile).get("tasks")
-    return run_episodes(env, cell.method, "novel", p["shots"], p["seed"], n_tasks=int(tasks) if tasks else None,
-                        options=p.get("method_options"))
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).tasks)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

@@ -5,6 +5,8 @@ experiment each; the tables compare the main methods on the same episodes.
 """
 from __future__ import annotations
 
+from bench.profiles import episode_settings
+
 FIG6B_VARIANTS = ("learngene-front", "learngene-middle", "learngene-top-uniform")
 OPEN_WORLD_VARIANT = "learngene-openworld"
 # Variants that are not rows of Table 3 (they belong to another experiment or duplicate `learngene`).
@@ -32,6 +34,4 @@ def fig6b_methods(selected: list[str]) -> list[str]:
 
 def artifact_seeds(profile: dict) -> list[int]:
     """Seeds whose collective model differs: every seed when artifacts are per cell, else one."""
-    ep = profile["episodes"]
-    mode = ep.get("artifact_seed", "cell")
-    return list(range(int(ep["seeds"]))) if mode == "cell" else [int(mode)]
+    return episode_settings(profile).artifact_seeds()

@@ -7,6 +7,7 @@ import pandas as pd
 
 from bench import paper
 from bench.experiments.selection import table3_methods
+from bench.profiles import episode_settings
 from bench.report import ReportContext, method_table
 from bench.runner import Cell, Env, RunSpec, run_episodes
 
@@ -15,9 +16,9 @@ DESCRIPTION = "Table 3: all methods on novel classes, 5-way 10/20-shot (paired e
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    ep = spec.profile["episodes"]
-    return [Cell(NAME, m, {"pool": "novel", "shots": int(k), "seed": s})
-            for s in range(int(ep["seeds"])) for k in ep["shots"] for m in table3_methods(methods)]
+    ep = episode_settings(spec.profile)
+    return [Cell(NAME, m, {"pool": "novel", "shots": k, "seed": s})
+            for s in range(ep.seeds) for k in ep.shots for m in table3_methods(methods)]
 
 
 def run(cell: Cell, env: Env) -> list[dict]:

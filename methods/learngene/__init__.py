@@ -1,4 +1,4 @@
-"""Learngene (Wang, Geng et al., AAAI 2022): collective model, open-world stage, inheritance, EWC.
-
-See `methods/learngene/method.py` for the registered methods and the functions experiments call.
+"""Learngene (Wang, Geng et al., AAAI 2022): the collective model and its open-world stage, the
+inheritance of the learngene, the EWC retain loss, and the `Method` that ties them together
+(`method.py`); the cached stages every experiment shares are built in `stages.py`.
 """

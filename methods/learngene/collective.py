@@ -1,22 +1,15 @@
-"""The collective model (spec §2): expandable 13-conv network, Net2Wider / Net2Deeper, continual
-training over 5-class tasks, the judgement criterion ρ, checkpoints and the accuracy matrix R[t, i].
+"""The collective model (Wang et al., AAAI 2022): an expandable 13-conv network trained on 5-class
+tasks one after another, grown by Net2Wider / Net2Deeper, with the judgement criterion ρ recorded
+for every layer and task, checkpoints kept, and the accuracy matrix R[t, i].
 
-Public pieces:
-- `widen(net, layer, extra, generator)`: Net2Wider, function-preserving with BatchNorm (every new
-  channel copies conv weight/bias and BN γ/β/running mean/var; the next layer's incoming weights are
-  divided by the replica count, conv->conv and last conv->flatten->linear). Fixes spec §5.1 #6.
-- `deepen(net, after)`: Net2Deeper, inserts an identity conv+BN+ReLU block.
-- `widening_schedule(...)`: the paper's add_conv/add_width schedule (scaled by `width`) spread over
-  tasks 1..widen_until, or none (uniform network, Figure 6b), or an explicit list.
-- `ContinualLearner`: trains one task after another (a new SGD optimizer per task, through the same
-  `methods.training.train_supervised` loop as every other method), records ρ (both modes at once)
-  and the per-task accuracy matrix, keeps checkpoints.
-- `train_collective(...)`: the whole run, returning a weights_only-loadable artifact dict;
-  `model_from_state(entry)` rebuilds a network from a stored state.
+Net2Wider is function-preserving with BatchNorm: every new channel copies its source's conv filter,
+bias and BN parameters and statistics, and the next layer's incoming weights are divided by the
+replica count (tests/test_learngene_collective.py checks it). Each task trains through the suite's
+one loop (`methods.training.train_supervised`) with a fresh SGD optimiser, as the official code.
 
 Why ρ is computed from tensor hooks on the conv weights: the hook sees exactly ∂L/∂W of the
 batch-mean loss (weight decay is added later by the optimizer, as in the official code), and the
-count stays on the device (no per-step CPU copies, spec §6).
+count stays on the device (no per-step CPU copies).
 """
 from __future__ import annotations
 
@@ -28,7 +21,7 @@ import torch
 from torch import nn
 
 from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet, scaled
-from methods.training import predict, train_supervised
+from methods.training import derived_seed, predict, rng, train_supervised
 from tasks.continual import ContinualTask
 from tasks.imageset import ImageSet
 
@@ -131,7 +124,7 @@ def widening_schedule(kind: str | Sequence[Sequence[int]], widen_until: int, wid
                       n_tasks: int) -> dict[int, list[tuple[int, int]]]:
     """task -> [(conv index, channels to add)] applied before that task.
 
-    - "paper": the 20 steps of spec §2.2, widths scaled by `width`. With widen_until = 20 step s
+    - "paper": the 20 add_conv/add_width steps of the official code, widths scaled by `width`. With widen_until = 20 step s
       runs before task s+1 exactly as in the official code; with fewer tasks the steps are spread
       evenly over tasks 1..widen_until (several per task), so a short CPU run still ends with the
       paper's final architecture (×width) and the learngene has the paper's shape.
@@ -203,7 +196,7 @@ def train_targets(task: ContinualTask, head: str, class_index: Mapping[int, int]
 class ContinualLearner:
     """One collective network learning tasks in sequence; records ρ rows and the accuracy matrix.
 
-    `head="task_local"` (default, faithful, spec §1.3): labels 0..4 in every task on a shared head.
+    `head="task_local"` (default, as the official code): labels 0..4 in every task on a shared head.
     `head="class_incremental"`: every class has its own output (`class_index`), so old classes keep
     their meaning and forgetting is measured against a stable head. R[t][i] is the accuracy on task
     i's held-out test images after training task t, argmax over task i's outputs (task-aware).
@@ -215,8 +208,8 @@ class ContinualLearner:
             raise ValueError(f"unknown collective head '{head}'; use task_local or class_incremental")
         self.net, self.data, self.cfg, self.device = net.to(device), data, cfg, device
         self.head, self.class_index = head, class_index
-        self.generator = torch.Generator().manual_seed(10_007 * (seed + 1))
-        self.widen_generator = torch.Generator().manual_seed(20_011 * (seed + 1))
+        self.generator = rng(seed, "collective", "batches")
+        self.widen_generator = rng(seed, "collective", "widen")
         self.tasks: list[ContinualTask] = []
         self.R: list[list[float]] = []
         self.rho: list[dict[str, Any]] = []
@@ -238,7 +231,7 @@ class ContinualLearner:
             train_supervised(self.net, x, y, epochs=epochs, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
                              weight_decay=float(cfg["weight_decay"]), batch_size=bs, generator=self.generator,
                              device=self.device, amp_dtype=torch.bfloat16 if amp == "bf16" else None,
-                             crop_padding=int(cfg.get("crop_padding", 0)))
+                             crop_padding=int(cfg.get("crop_padding", 0)), progress=f"collective task {t}")
         finally:
             per_epoch = rec.close()
         for mode, layers in per_epoch.items():
@@ -292,13 +285,13 @@ def train_collective(data: ImageSet, tasks: Sequence[ContinualTask], cfg: Mappin
                      device: torch.device, seed: int, n_outputs: int, uniform_width: int | None = None,
                      faithful_softmax: bool = False, head: str = "task_local",
                      class_index: Mapping[int, int] | None = None, keep: Iterable[int] = ()) -> dict[str, Any]:
-    """Continual training over `tasks` (spec §2.3); returns the artifact dict.
+    """Continual training over `tasks` (one task after another, as the paper); returns the artifact dict.
 
     Keys: final (state), checkpoints {str(task): state} after the tasks in `keep`, tasks (JSON),
     rho (tidy rows), R (lower-triangular accuracy matrix), schedule (task -> widenings), head.
     """
     width = float(cfg["width"])
-    torch.manual_seed(30_011 * (seed + 1))
+    torch.manual_seed(derived_seed(seed, "collective", "init"))
     net = CollectiveNet(n_outputs, data.image_size, widths=initial_widths(cfg, uniform_width), width=width,
                         softmax_output=faithful_softmax, pool_after=COLLECTIVE_POOL_AFTER)
     schedule = widening_schedule("none" if uniform_width else cfg.get("schedule", "paper"),

@@ -1,9 +1,9 @@
-"""The EWC retain loss of the individual model (spec §3.4), implemented as the paper states it.
+"""The EWC retain loss of the individual model (Wang et al., AAAI 2022), implemented as the paper states it.
 
 L = CE + λ · Σ_i ½ F_i (θ_i − θ*_i)², summed over the *inherited* parameters only (selected by
 name, e.g. every `gene.*` parameter: conv weights/biases and BN γ/β, not running statistics).
 θ* is the learngene as inherited, fixed for the whole episode (the official code anchored to the
-previous epoch and, through a lookup bug, always returned 0; spec §5.1 #12).
+previous epoch and, through a lookup bug, always returned 0).
 
 Fisher estimator (diagonal, computed once at inheritance from min(`n_samples`, n) support images,
 chosen by a seeded permutation, no augmentation, network in eval mode so each sample's gradient is

@@ -1,15 +1,13 @@
-"""Learngene extraction and the individual model (spec §3.1-3.2).
+"""Learngene extraction and the individual model (Wang et al., AAAI 2022: the top-3 conv blocks of the
+collective model become the individual model's last blocks).
 
-- `gene_blocks(n_layers, k, position)`: which k consecutive conv blocks: "top" (the paper's and the
-  code's choice: conv11-13 of 13), "middle" (conv6-8), "front" (conv1-3), as in Figure 6b, or an int
-  start index.
-- `extract_learngene(entry, k, position)`: a weights_only-loadable dict with the blocks' conv and BN
-  tensors (running statistics included, as the official code inherits them), their widths and the
-  channels they expect as input.
-- `build_individual(gene, n_classes, image_size, width)`: `IndividualNet` with a fresh random front
-  (4 conv blocks; the last one outputs the learngene's input width) and a fresh FC head, and the
-  learngene copied into `.gene`. The caller seeds torch before calling so the fresh parts are a
-  function of the episode (and equal to `scratch`'s for the same episode and widths).
+The learngene is k consecutive conv blocks: "top" (the paper's and the code's choice: conv11-13 of
+13), "middle" (conv6-8) or "front" (conv1-3) as in Figure 6b, or an int start index. It is stored as
+plain tensors (conv and BN, running statistics included, as the official code inherits them) so it
+caches with `weights_only=True`. The individual model is a fresh random front (4 conv blocks, the
+last one producing the learngene's input width) + the learngene + a fresh FC head; the caller seeds
+torch first, so the fresh parts are a function of the episode (and equal to `scratch`'s for the
+same episode and widths).
 
 A front-position learngene starts with the collective model's first conv, which reads RGB; keeping
 the paper's "same individual template" therefore makes the front's last conv output 3 channels.

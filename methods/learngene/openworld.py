@@ -1,28 +1,26 @@
-"""Open-world recognition with the collective model (spec §2.4, Eq. 2-3) and its metrics (infra §1).
+"""Open-world recognition with the collective model (Wang et al., AAAI 2022, Eq. 2-3), its metrics,
+and the open-world stage that learns the recognised classes.
 
-Scoring rule and metrics are plain functions on arrays (OpenOOD's split):
-- `openness(outputs)`: P̂ = 1 − max softmax(outputs). With the faithful double-softmax model the
-  outputs are already probabilities, so this is exactly Eq. 2 applied to the official network.
-- `is_open(p_hat, threshold)`: Eq. 3, open-world when P̂ > λ_open.
-- `tune_threshold(p_id, p_ood)`: λ_open maximising Youden's J (TPR − FPR, open-world positive) on
-  held-out data, for logits where the paper's 0.9587/0.9733 are meaningless (spec §2.4).
-- `openworld_metrics(...)`: AUROC (open-world positive; equal under either convention), FPR@95
-  under both conventions (`fpr95_idpos`: fraction of open-world images accepted when 95 % of known
-  images are accepted, the classic Hendrycks definition; `fpr95_oodpos`: OpenOOD v1.5's, fraction of
-  known images rejected when 95 % of open-world images are caught), AUPR-in/out
-  (sklearn `average_precision_score`, i.e. step-wise AP, not OpenOOD's trapezoid), closed-set
-  accuracy, OSCR (area under correct-classification-rate vs FPR, vectorised) and the thresholded
-  (K+1)-way accuracy at λ_open.
-- `continual_metrics(R)`: average accuracy = mean_i R[T, i]; forgetting (Chaudhry, Mammoth) =
-  mean over i < T of max_{t<T} R[t, i] − R[T, i]; BWT = mean over i < T of R[T, i] − R[i, i].
+Scoring rule and metrics are plain functions on arrays, as OpenOOD splits a postprocessor from its
+metrics. The openness score is P̂ = 1 − max softmax (Eq. 2; with the official double-softmax network
+the outputs are already probabilities, so it is exactly the paper's), an instance is open-world when
+P̂ > λ_open (Eq. 3), and λ_open is tuned by Youden's J on held-out data, because the paper's
+0.9587/0.9733 assume the double softmax and mean nothing for logits.
 
-The stage itself, `open_world_stage(...)`: score known (base test) and open-world (open test)
-images, split each half/half into a tuning and an evaluation part, tune λ_open (or take a number),
-report metrics on the evaluation part, then treat the open-world classes' *train* pool as the
-incoming stream: instances flagged open (P̂ > λ_open) are labelled by the "user" (their true class)
-and the recognised classes (at least `min_flagged` flagged images) are added as extra 5-class
-continual tasks, trained exactly like the base tasks, without retraining from scratch. The
-accuracy matrix over base + new tasks gives average accuracy and forgetting.
+Metric conventions (where references differ): AUROC with open-world positive (equal under either
+convention); FPR@95 under both conventions (`fpr95_idpos`, Hendrycks: open-world images accepted
+when 95 % of known ones are; `fpr95_oodpos`, OpenOOD v1.5: known images rejected when 95 % of
+open-world ones are caught); AUPR-in/out as sklearn's step-wise average precision (not OpenOOD's
+trapezoid); OSCR; the thresholded (K+1)-way accuracy. Continual metrics: average accuracy =
+mean_i R[T, i]; forgetting (Chaudhry, Mammoth) = mean over i < T of max_{t<T} R[t, i] − R[T, i];
+BWT = mean over i < T of R[T, i] − R[i, i].
+
+The stage scores known (base test) and open-world (open test) images, splits each half/half into a
+tuning and an evaluation part, tunes λ_open (or takes a number) and reports metrics on the
+evaluation part; then the open-world classes' *train* pool is the incoming stream: flagged instances
+are labelled by the "user" (their true class) and the recognised classes (at least `min_flagged`
+flagged images) are learnt as extra 5-class continual tasks, exactly like the base tasks, without
+retraining from scratch.
 """
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from methods.learngene.collective import ContinualLearner, model_from_state
-from methods.training import predict
+from methods.training import derived_seed, predict, rng
 from tasks.continual import ContinualTask
 from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
 
@@ -126,8 +124,7 @@ def continual_metrics(R: Sequence[Sequence[float]]) -> dict[str, float]:
 
 
 def _halves(idx: torch.Tensor, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed * 7919 + salt)
-    perm = idx[torch.randperm(len(idx), generator=g)]
+    perm = idx[torch.randperm(len(idx), generator=rng(seed, "open-world-halves", salt))]
     h = len(perm) // 2
     return perm[:h], perm[h:]
 
@@ -192,7 +189,7 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     learner = ContinualLearner(net, data, cfg, device=device, seed=seed + 1, head=head, class_index=class_index)
     # The collective head's dropout draws from the global RNG: seed it, or the stage's result would
     # depend on whatever ran earlier in this process (and differ between serial and Ray runs).
-    torch.manual_seed(40_009 * (seed + 1))
+    torch.manual_seed(derived_seed(seed, "open-world", "init"))
     learner.tasks, learner.R = list(tasks), [list(r) for r in artifact["R"]]
     before = continual_metrics(learner.R)
     new_tasks = []

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.profiles import method_settings
 from methods import registry
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
@@ -59,8 +60,8 @@ def episode(source: SourceData) -> EpisodeData:
 @pytest.mark.parametrize("name", ["finetune", "finetune++", "deepemd"])
 def test_episode_5way_20shot(benchmark, name, source, episode, smoke_profile, tmp_path_factory):
     method = registry.get(name)
-    method.prepare(source, smoke_profile, ArtifactCache(tmp_path_factory.mktemp(name)))
-    result = benchmark.pedantic(method.run_episode, args=(episode, smoke_profile), rounds=3, iterations=1)
+    method.prepare(source, method_settings(smoke_profile, method.name), ArtifactCache(tmp_path_factory.mktemp(name)))
+    result = benchmark.pedantic(method.run_episode, args=(episode,), rounds=3, iterations=1)
     benchmark.extra_info.update({"accuracy": result.accuracy, "threads": torch.get_num_threads(),
                                  **{k: v for k, v in result.extra.items() if isinstance(v, (int, float))}})
     assert 0.0 <= result.accuracy <= 1.0 and result.curve

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from func_maml import elementary_bn, func_meta_gradient
 
+from bench.profiles import method_settings
 from methods import registry
 from methods.artifacts import ArtifactCache
 from methods.base import EpisodeData, SourceData
 from methods.episodic import meta_train_tasks
-from methods.maml import elementary_bn, func_meta_gradient
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
@@ -37,6 +38,7 @@ def bench_profile() -> dict:
     prof["individual"]["width"] = WIDTH
     for fam in ("maml", "protonet", "matchingnet"):
         prof["methods"][fam]["meta_iterations"] = 0  # weights do not matter for timing
+    for fam in ("protonet", "matchingnet"):  # MAML has no running BN statistics to recalibrate
         prof["methods"][fam]["bn_recalibration_episodes"] = 1
     return prof
 
@@ -53,7 +55,7 @@ def prepared(source, tmp_path_factory) -> dict:
     out = {}
     for name in META_LEARNERS:
         m = registry.get(name, DEVICE)
-        m.prepare(source, bench_profile(), cache)
+        m.prepare(source, method_settings(bench_profile(), m.name), cache)
         out[name] = m
     return out
 
@@ -66,8 +68,8 @@ def episode(source: SourceData, k_shot: int = 20) -> EpisodeData:
 
 @pytest.mark.parametrize("name", META_LEARNERS)
 def test_bench_episode_5way_20shot(benchmark, name, source, prepared):
-    ep, prof = episode(source), bench_profile()
-    res = benchmark.pedantic(prepared[name].run_episode, args=(ep, prof), rounds=3, warmup_rounds=1)
+    ep = episode(source)
+    res = benchmark.pedantic(prepared[name].run_episode, args=(ep,), rounds=3, warmup_rounds=1)
     assert 0.0 <= res.accuracy <= 1.0
 
 
@@ -90,12 +92,12 @@ def test_bench_meta_iteration(benchmark, name, source, prepared):
 
         def step() -> float:
             opt.zero_grad(set_to_none=True)
-            loss = m.meta_step(tasks, cfg)
+            loss = m.meta_step(tasks)
             opt.step()
             return loss
     else:
         task = training_tasks(source, fam, 1)[0]
-        module = m.encoder if fam == "protonet" else m.net
+        module = m.net
         module.train()
         opt = torch.optim.Adam(module.parameters(), lr=float(cfg["lr"]))
 
@@ -121,7 +123,7 @@ def test_bench_meta_gradient_l2l_vs_func(benchmark, name, impl, source, prepared
 
     def l2l_grad() -> dict[str, torch.Tensor]:
         m.maml.zero_grad(set_to_none=True)
-        m.meta_step(tasks, cfg)
+        m.meta_step(tasks)
         return {n: p.grad.detach().clone() for n, p in net.named_parameters()}
 
     def func_grad() -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 Why this method: it is the floor a learnt representation has to beat. The trunk is never trained;
 `prepare` only measures the mean feature of base-class images to centre the features, so novel
-classes stay untouched until `run_episode`. Knobs: `[methods.cosine-frozen] channels = 64`.
+classes stay untouched until `run_episode`. Knobs: `[methods.cosine-frozen] channels = 64` (a method
+registered without a settings dataclass receives its merged profile sections as a plain dict).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class CosineClassifier(Method):
 
     name = "cosine-frozen"
 
-    def prepare(self, source: SourceData, profile: Mapping[str, Any], cache: Any) -> None:
-        channels = int(profile.get("methods", {}).get(self.name, {}).get("channels", 64))
+    def prepare(self, source: SourceData, settings: Mapping[str, Any], cache: Any) -> None:
+        channels = int(settings.get("channels", 64))
         g = torch.Generator().manual_seed(source.seed)
         blocks, c_in = [], 3
         for _ in range(4):  # conv-ReLU-pool, no BatchNorm: nothing here needs training
@@ -45,7 +46,7 @@ class CosineClassifier(Method):
     def embed(self, images_u8: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.trunk(eval_transform(b.to(self.device))) for b in images_u8.split(256)])
 
-    def run_episode(self, episode: EpisodeData, profile: Mapping[str, Any]) -> EpisodeResult:
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         t0 = time.perf_counter()
         zs = F.normalize(self.embed(episode.support_x) - self.centre, dim=1)
         zq = F.normalize(self.embed(episode.query_x) - self.centre, dim=1)
