@@ -128,9 +128,10 @@ def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
 
 
 def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,
-                 options: dict | None = None) -> list[dict]:
+                 options: dict | None = None, curve: bool = True) -> list[dict]:
     """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch).
-    `options` are settings fields of this cell (a checkpoint, Figure 4's epochs)."""
+    `options` are settings fields of this cell (a checkpoint, Figure 4's epochs). `curve=False` skips
+    the per-epoch query evaluation (tables need only the final accuracy, which does not change)."""
     ep = env.episodes
     episodes = sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(),
                                n_tasks or ep.tasks, seed)
@@ -138,7 +139,7 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
     rows: list[dict] = []
     for e in episodes:
         data = EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
-                           e.query_labels, e.n_way, e.k_shot, seed, e.index)
+                           e.query_labels, e.n_way, e.k_shot, seed, e.index, record_curve=curve)
         t0 = time.perf_counter()
         res = m.run_episode(data)
         wall = time.perf_counter() - t0
@@ -154,6 +155,7 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
     return rows
 
 
-def run_cell_episodes(env: Env, cell: Cell, pool: str, n_tasks: int | None = None) -> list[dict]:
+def run_cell_episodes(env: Env, cell: Cell, pool: str, n_tasks: int | None = None, curve: bool = True) -> list[dict]:
     """`run_episodes` for a cell whose params hold its shots and seed (and its settings overrides)."""
-    return run_episodes(env, cell.method, pool, cell.params["shots"], cell.params["seed"], n_tasks, cell_options(cell))
+    return run_episodes(env, cell.method, pool, cell.params["shots"], cell.params["seed"], n_tasks, cell_options(cell),
+                        curve=curve)

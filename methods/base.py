@@ -55,6 +55,9 @@ class EpisodeData:
     k_shot: int
     seed: int
     index: int = 0
+    record_curve: bool = True
+    """Evaluate the query set after every epoch (the learning curves of Figures 4 and 6). False: only
+    once at the end, which is all a table needs; the final accuracy is the same either way."""
 
 
 @dataclass

@@ -226,13 +226,15 @@ class DeepEMD(Method):
         fs, fq = self.maps(episode.support_x), self.maps(episode.query_x)
         curve: list[float] = []
         if episode.k_shot > 1 and s.sfc_epochs > 0:
-            protos, curve = sfc_finetune(fs, episode.support_y, episode.n_way, s, g, fq, episode.query_y, stats)
+            # per-epoch query EMDs only when a curve is drawn; the final accuracy is computed below either way
+            query = (fq, episode.query_y) if episode.record_curve else (None, None)
+            protos, curve = sfc_finetune(fs, episode.support_y, episode.n_way, s, g, *query, stats)
         else:  # 1-shot (the support maps) or SFC disabled (class-mean maps)
             protos = class_means(fs, episode.support_y, episode.n_way)
         with torch.no_grad():
             logits = torch.cat([emd_logits(chunk, protos, s.temperature, s.solver, stats) for chunk in fq.split(256)])
         acc = accuracy(logits, episode.query_y)
-        return EpisodeResult(accuracy=acc, curve=curve or [acc], wall_s=time.perf_counter() - t0,
+        return EpisodeResult(accuracy=acc, curve=(curve or [acc]) if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(self.encoder) + protos.numel() * int(episode.k_shot > 1),
                              extra={"solver_s": stats.get("solver_s", 0.0), "n_emd": int(stats.get("n_emd", 0)),
                                     "nodes": int(fs.shape[-1] * fs.shape[-2])})

@@ -41,8 +41,9 @@ from methods.training import accuracy, fit, predict, rng, shuffled_batches
 def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, lr: float,
                momentum: float, dampening: float, weight_decay: float, batch_size: int,
                generator: torch.Generator, eval_feats: torch.Tensor | None = None,
-               eval_labels: torch.Tensor | None = None) -> list[float]:
-    """CloserLook's per-episode head training on frozen features; returns query accuracy per epoch."""
+               eval_labels: torch.Tensor | None = None, curve: bool = True) -> list[float]:
+    """CloserLook's per-episode head training on frozen features; returns query accuracy per epoch
+    (with `curve=False`: after the last epoch only)."""
     labels = labels.to(feats.device)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
@@ -57,7 +58,9 @@ def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, ep
               lambda: torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay),
               epochs=epochs, module=head,
-              after_epoch=evaluate if eval_feats is not None and eval_labels is not None else None)
+              after_epoch=evaluate if curve and eval_feats is not None and eval_labels is not None else None)
+    if not curve and eval_feats is not None and eval_labels is not None and epochs > 0:
+        return [evaluate()]
     return log.epochs
 
 
@@ -85,10 +88,10 @@ class FineTune(Method):
         curve = train_head(head, fs, episode.support_y, epochs=s.head_epochs, lr=s.head_lr,
                            momentum=s.head_momentum, dampening=s.head_dampening,
                            weight_decay=s.head_weight_decay, batch_size=s.head_batch,
-                           generator=g, eval_feats=fq, eval_labels=episode.query_y)
+                           generator=g, eval_feats=fq, eval_labels=episode.query_y, curve=episode.record_curve)
         if not curve:  # head_epochs = 0: the untrained head's accuracy
             with torch.no_grad():
                 curve = [accuracy(head(fq), episode.query_y)]
-        return EpisodeResult(accuracy=curve[-1], curve=curve, wall_s=time.perf_counter() - t0,
+        return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(self.encoder) + count_params(head),
                              extra={"features_s": t_feat})

@@ -37,6 +37,7 @@ class Scratch(Method):
         curve = train_supervised(
             model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,
             weight_decay=s.weight_decay, batch_size=s.batch_size, generator=g, device=self.device,
-            eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, last_batch=s.last_batch)
-        return EpisodeResult(accuracy=curve[-1], curve=curve, wall_s=time.perf_counter() - t0,
+            eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, last_batch=s.last_batch,
+            curve=episode.record_curve)
+        return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model))

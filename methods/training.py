@@ -184,9 +184,11 @@ def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, e
                      extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
                      reset_optimizer_each_epoch: bool = False, crop_padding: int = 0,
                      amp_dtype: torch.dtype | None = None, params: list[nn.Parameter] | None = None,
-                     progress: str | None = None, last_batch: str = "keep") -> list[float]:
+                     progress: str | None = None, last_batch: str = "keep", curve: bool = True) -> list[float]:
     """SGD with cross-entropy on augmented uint8 images (scratch, learngene, the collective model);
-    returns query accuracy after each epoch (empty without eval data).
+    returns query accuracy after each epoch (empty without eval data; only after the last one with
+    `curve=False`: evaluation does not touch the training's random streams, so the final number is
+    the same).
 
     One optimiser per call (the official code re-created it every epoch for the individual model;
     `reset_optimizer_each_epoch=True` reproduces that)."""
@@ -205,7 +207,9 @@ def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, e
     n = x_u8.shape[0]
     log = fit(loss_of, shuffled_batches(n, batch_size, generator, last_batch),
               lambda: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay),
-              epochs=epochs, module=model, after_epoch=evaluate,
+              epochs=epochs, module=model, after_epoch=evaluate if curve else None,
               fresh_optimizer_each_epoch=reset_optimizer_each_epoch, progress=progress,
               total=epochs * -(-n // batch_size))
+    if not curve and evaluate is not None and epochs > 0:
+        return [evaluate()]
     return log.epochs

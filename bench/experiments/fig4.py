@@ -52,7 +52,9 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).curve_tasks)
+    # only panel a/b draws curves; panel c/d reads the final accuracy
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).curve_tasks,
+                             curve=cell.params["panel"] == "curves")
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

@@ -50,7 +50,9 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
-    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).tasks)
+    # only panel b draws curves; panel a reads the final accuracy
+    return run_cell_episodes(env, cell, "novel", experiment_settings(env.spec.profile, NAME, Settings).tasks,
+                             curve=cell.params["panel"] == "position")
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

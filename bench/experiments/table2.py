@@ -54,7 +54,7 @@ def run(cell: Cell, env: Env) -> list[dict]:
     p = cell.params
     if p.get("analysis") == "recognition":
         return _recognition_rows(env, p["seed"])
-    return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"])
+    return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"], curve=False)
 
 
 def _paper(method: str, image_size: int):

@@ -23,7 +23,7 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
 
 def run(cell: Cell, env: Env) -> list[dict]:
     p = cell.params
-    return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"])
+    return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"], curve=False)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

@@ -93,7 +93,7 @@ class Learngene(Method):
             model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,
             weight_decay=s.weight_decay, batch_size=s.batch_size, generator=g, device=self.device,
             eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, extra_loss=penalty,
-            last_batch=s.last_batch)
+            last_batch=s.last_batch, curve=episode.record_curve)
         if s.reuse_across_tasks:
             self._carry = model
         extra = {"ewc_lambda": s.ewc_lambda, "gene_blocks": [i + 1 for i in self.gene["indices"]],
@@ -101,5 +101,5 @@ class Learngene(Method):
                  "gene_params": sum(p.numel() for p in model.gene.parameters())}
         if penalty is not None:
             extra["ewc_penalty_final"] = float(penalty(model).detach())
-        return EpisodeResult(accuracy=curve[-1], curve=curve, wall_s=time.perf_counter() - t0,
+        return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model), extra=extra)
