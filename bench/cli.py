@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.lock import ResultsLock
 from bench.runner import Cell, Env, RunSpec, cell_config, env_for, resolve_device
 from bench.store import ResultsStore
+from bench.usage import cpu_seconds, peak_rss_mib
 from tasks.errors import DataError
 
 EPILOG = """examples:
@@ -300,7 +300,7 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
             # results files written by earlier runs are not code changes
             "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"))}
     for spec, grid in plans:
-        t0 = time.time()
+        t0, cpu0 = time.time(), cpu_seconds()
         size = spec.image_size
         for _, cfg in grid:
             if store.has_marker(cfg) and not store.is_done(cfg):
@@ -322,7 +322,8 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
             bar.set_postfix_str(cell.label()[:60])
             bar.update()
         bar.close()
-        _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo))
+        _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
+                    cpu_seconds() - cpu0)
 
 
 def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: bool) -> None:
@@ -341,15 +342,16 @@ def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: boo
 
 
 def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
-                skipped: int) -> None:
+                skipped: int, cpu: float) -> None:
     meta_dir = store.root / "meta"
     meta_dir.mkdir(parents=True, exist_ok=True)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
            "command": command, **code,
            "artifact_seed": profiles_mod.episode_settings(spec.profile).artifact_seed,
            "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
-           "cells_run": ran, "cells_skipped": skipped, "peak_rss_mib_driver": round(peak_kb / 1024, 1),
+           "cells_run": ran, "cells_skipped": skipped, "cpu_s": round(cpu, 1),
+           # CPU seconds per wall second: 2.0 = both cores of a 2-core machine busy the whole run
+           "cpu_per_wall": round(cpu / wall, 2) if wall > 0 else None, **peak_rss_mib(),
            "cpu_count": os.cpu_count()}
     with open(meta_dir / "runs.jsonl", "a") as fh:  # append-only log: one line per run, fsynced
         fh.write(json.dumps(rec) + "\n")

@@ -1,0 +1,16 @@
+"""The run record (`meta/runs.jsonl`) states CPU use and peak memory beside wall time."""
+from __future__ import annotations
+
+import json
+
+from bench.cli import main
+
+
+def test_run_record_has_cpu_use_and_peak_memory(tmp_path, capsys):
+    r = tmp_path / "r"
+    assert main(["run", "--method", "scratch", "--experiment", "table3", "--profile", "smoke", "--dataset",
+                 "synthetic", "--seeds", "1", "--tasks", "2", "--results-dir", str(r), "--no-report"]) == 0
+    rec = json.loads((r / "meta" / "runs.jsonl").read_text().splitlines()[-1])
+    assert rec["cpu_s"] > 0 and rec["wall_s"] > 0
+    assert abs(rec["cpu_per_wall"] - rec["cpu_s"] / rec["wall_s"]) < 0.05
+    assert rec["peak_rss_mib_driver"] > 50 and "peak_rss_mib_worker" in rec
