@@ -14,11 +14,12 @@ import importlib.util
 import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from bench.cells import execute_recorded
 from bench.errors import UsageError
 from bench.runner import Cell, RunSpec
+from bench.schedule import ArtifactAwareQueue, artifact_group
 
 EXECUTORS = ("serial", "process", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install '.[ray]' (or pip install 'ray[default]')"
@@ -69,21 +70,29 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
     """A local process pool. Workers are spawned, not forked: the driver has already run torch
     (loading the data), and forking a process with live OpenMP threads can deadlock the child.
     Each worker keeps its Env (data, prepared methods) across cells. Cells sharing an artifact are
-    serialised by the artifact file lock (methods/artifacts.py): one worker trains it, the others
-    wait and load it. No retries: a dead worker fails the run (use `ray` for that)."""
+    serialised by the artifact file lock (methods/artifacts.py); the driver hands cells out one per
+    free worker in `bench.schedule`'s order, so a worker starts another artifact's build rather than
+    waiting on the lock of one in progress. No retries: a dead worker fails the run (use `ray`)."""
     if not cells:
         return
     workers, threads = pool_shape(workers, len(cells), spec.threads)
     spec = dataclasses.replace(spec, threads=threads)
+    queue = ArtifactAwareQueue(cells, lambda c: artifact_group(spec, c))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(execute_recorded, spec, c): c for c in cells}
+        running: dict[Future, Cell] = {}
         try:
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            while queue or running:
+                while len(running) < workers and (cell := queue.take()) is not None:
+                    running[pool.submit(execute_recorded, spec, cell)] = cell
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    cell = running.pop(fut)
+                    queue.finished(cell)
+                    yield cell, fut.result()
         finally:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,13 @@ class Method(abc.ABC):
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: Any) -> Hashable:
+        """Which trained state `prepare` builds or loads, coarsely: cells of one group wait for one
+        build. Executors start one cell per group before a second, so a worker does not sit on the
+        artifact lock while another builds. Default: one group per method family."""
+        return family
 
     @abc.abstractmethod
     def prepare(self, source: SourceData, settings: Any, cache: Any) -> None:

@@ -45,6 +45,12 @@ class Learngene(Method):
 
     records_curve = True
 
+    @classmethod
+    def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:
+        """The collective run a variant inherits from: the uniform network and the double-softmax one
+        are other runs; EWC, checkpoints and the open-world stage reuse the same collective model."""
+        return family, settings.uniform, settings.faithful_softmax, settings.head
+
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         """Take the learngene from the cached collective model (trained here on first use)."""
         s, c = settings, settings.collective

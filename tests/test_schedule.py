@@ -1,0 +1,44 @@
+"""The process executor's dispatch order: new artifact builds first, never a second cell of a group
+whose build is in flight while other work is pending."""
+from __future__ import annotations
+
+from bench.profiles import load_profile, resolve
+from bench.runner import Cell, RunSpec
+from bench.schedule import ArtifactAwareQueue, artifact_group
+
+
+def _cells(spec: str) -> list[Cell]:
+    """'a a b a c' -> cells of methods a, a, b, a, c (group = method name)."""
+    return [Cell("t", m, {"seed": 0, "i": i}) for i, m in enumerate(spec.split())]
+
+
+def test_a_second_cell_of_a_building_group_waits_for_other_work():
+    q = ArtifactAwareQueue(_cells("a a a b c"), lambda c: c.method)
+    first, second = q.take(), q.take()
+    assert (first.method, second.method) == ("a", "b")  # two builds in parallel, not a + a (lock wait)
+    q.finished(second)
+    assert q.take().method == "c"  # a new build before anything else
+    q.finished(first)
+    assert [q.take().method for _ in range(2)] == ["a", "a"]  # a's artifact exists now
+    assert q.take() is None and len(q) == 0
+
+
+def test_falls_back_to_a_waiting_cell_when_nothing_else_is_left():
+    q = ArtifactAwareQueue(_cells("a a"), lambda c: c.method)
+    assert q.take().params["i"] == 0
+    assert q.take().params["i"] == 1  # only a's cells are left: take it (it waits on the lock)
+
+
+def smoke_spec() -> RunSpec:
+    return RunSpec("synthetic", "", 32, resolve(load_profile("smoke"), image_size=32), "/tmp/unused")
+
+
+def test_learngene_variants_share_the_collective_group_and_uniform_ones_do_not():
+    spec = smoke_spec()
+    group = {m: artifact_group(spec, Cell("table3", m, {"seed": 0}))
+             for m in ("learngene", "learngene-ewc0", "learngene-ewc5000", "learngene-openworld",
+                       "learngene-front", "learngene-top-uniform", "learngene-official", "protonet", "scratch")}
+    assert group["learngene"] == group["learngene-ewc0"] == group["learngene-ewc5000"] == group["learngene-openworld"]
+    assert group["learngene-front"] == group["learngene-top-uniform"] != group["learngene"]
+    assert group["learngene-official"] != group["learngene"]  # the double-softmax collective run
+    assert len({group["learngene"], group["protonet"], group["scratch"]}) == 3
