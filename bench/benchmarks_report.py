@@ -51,6 +51,30 @@ def _machine(data: dict[str, Any]) -> str:
     return "; ".join(bits)
 
 
+def fraction_of_peak(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """Achieved GFLOP/s of every benchmark that counted its FLOPs, as a fraction of the matrix-multiply
+    peak measured in the same run (fp32, and bf16 where that peak was measured too)."""
+    peaks = {b["extra_info"]["peak"]: b["extra_info"]["flops"] / b["stats"]["mean"]
+             for b in benchmarks if "peak" in b.get("extra_info", {})}
+    rows = [b for b in benchmarks if "flops" in b.get("extra_info", {}) and "peak" not in b["extra_info"]]
+    if "fp32" not in peaks or not rows:
+        return []
+    bf16 = f"{peaks['bf16'] / 1e9:.0f} GFLOP/s" if "bf16" in peaks else "not measured"
+    out = ["## Fraction of the machine's peak", "",
+           f"Peak = a {{n}}² matrix product measured in this run: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+           f"bf16 {bf16}. FLOPs of each loop are counted once (`torch.utils.flop_counter`: convolutions "
+           "and matrix products, forward and backward); GFLOP/s = FLOPs / mean time.", "",
+           "| loop | FLOPs per call | mean time | GFLOP/s | % of fp32 peak |", "|---|---:|---:|---:|---:|"]
+    for b in rows:
+        info, mean = b["extra_info"], b["stats"]["mean"]
+        rate = info["flops"] / mean
+        out.append(f"| {info.get('loop', b['name'])} | {info['flops'] / 1e6:.1f} M | {fmt_time(mean)} | "
+                   f"{rate / 1e9:.1f} | {100 * rate / peaks['fp32']:.1f} % |")
+    gemm = next((b["extra_info"]["loop"].split()[1] for b in benchmarks if "peak" in b.get("extra_info", {})), "")
+    out[2] = out[2].replace("{n}²", gemm or "large")
+    return out + [""]
+
+
 def render(data: dict[str, Any]) -> str:
     """The markdown for one pytest-benchmark JSON document."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -62,6 +86,7 @@ def render(data: dict[str, Any]) -> str:
            f"Machine: {_machine(data)}.", ""]
     if not groups:
         out.append("No benchmarks in the JSON (were they run with `--benchmark-enable`?).")
+    out += fraction_of_peak(data.get("benchmarks", []))
     for group, rows in groups.items():
         base = rows[0]
         base_mean = base["stats"]["mean"]

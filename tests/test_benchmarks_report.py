@@ -45,3 +45,18 @@ def test_cli_writes_markdown_and_fails_in_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run the benchmarks first" in err
+
+
+def test_fraction_of_peak_divides_counted_flops_by_time_and_by_the_measured_peak():
+    doc = {**DOC, "benchmarks": [
+        {"group": "peak", "name": "mm32", "stats": {"mean": 0.1, "min": 0.1, "max": 0.1, "rounds": 5},
+         "extra_info": {"loop": "matmul 2048² fp32", "flops": 20e9, "peak": "fp32"}},
+        {"group": "peak", "name": "mm16", "stats": {"mean": 0.025, "min": 0.025, "max": 0.025, "rounds": 5},
+         "extra_info": {"loop": "matmul 2048² bf16", "flops": 20e9, "peak": "bf16"}},
+        {"group": "loops", "name": "step", "stats": {"mean": 0.01, "min": 0.01, "max": 0.01, "rounds": 5},
+         "extra_info": {"loop": "individual step", "flops": 1e9}},
+    ]}
+    md = render(doc)
+    assert "fp32 200 GFLOP/s, bf16 800 GFLOP/s" in md and "a 2048² matrix product" in md
+    assert "| individual step | 1000.0 M | 10 ms | 100.0 | 50.0 % |" in md
+    assert "fraction" not in render(DOC).lower()  # no peak measured: no table
