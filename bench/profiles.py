@@ -19,6 +19,7 @@ from bench.errors import UsageError
 from methods import registry
 from methods.settings import (
     CollectiveSettings,
+    ComputeSettings,
     EpisodeSettings,
     IndividualSettings,
     SettingsError,
@@ -91,9 +92,10 @@ class ExecutorSettings:
 
 
 TOP_LEVEL = {"name", "description", "data", "episodes", "individual", "collective", "methods", "experiments",
-             "executor"}
+             "executor", "compute"}
 SECTIONS: dict[str, type] = {"data": DataSettings, "episodes": EpisodeSettings, "individual": IndividualSettings,
-                             "collective": CollectiveSettings, "executor": ExecutorSettings}
+                             "collective": CollectiveSettings, "executor": ExecutorSettings,
+                             "compute": ComputeSettings}
 
 
 def profile_path(name_or_path: str) -> Path:
@@ -180,6 +182,10 @@ class ExperimentSettings:
 def experiment_settings(profile: dict[str, Any], name: str, cls: type) -> Any:
     """`[experiments.<name>]` as the experiment's `Settings` dataclass."""
     return build(cls, [(f"experiments.{name}", profile.get("experiments", {}).get(name, {}))])
+
+
+def compute_settings(profile: dict[str, Any]) -> ComputeSettings:
+    return build(ComputeSettings, [("compute", profile.get("compute", {}))])
 
 
 def episode_settings(profile: dict[str, Any]) -> EpisodeSettings:

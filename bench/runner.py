@@ -22,6 +22,7 @@ from methods.base import EpisodeData, SourceData
 from methods.plugins import fingerprint as plugin_fingerprint
 from methods.plugins import load_plugin
 from methods.settings import to_json
+from methods.training import set_compute
 from tasks.datasets import load_dataset
 from tasks.episodes import sample_episodes
 from tasks.imageset import ImageSet
@@ -72,6 +73,7 @@ class Env:
             load_plugin(plugin)
         if spec.threads:
             torch.set_num_threads(spec.threads)
+        set_compute(profiles.compute_settings(spec.profile))  # [compute]: every loop of this process
         self.device = torch.device(resolve_device(spec.device))
         synth = spec.profile.get("data", {}).get("synthetic")
         self.data: ImageSet = load_dataset(spec.dataset, Path(spec.data_dir), spec.image_size,

@@ -8,6 +8,7 @@ the one that builds an artifact instead of training it twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -33,6 +34,13 @@ class ArtifactCache:
         self.touched: list[str] = []  # keys asked for by this process, built, loaded or memoised (in order)
 
     def path(self, kind: str, config: Any) -> Path:
+        """Where (kind, config) is stored; non-default compute switches (bf16, channels_last) are part
+        of the key, since they change the trained weights."""
+        from methods.training import compute
+
+        policy = compute()
+        if policy != type(policy)():
+            config = {"config": config, "compute": dataclasses.asdict(policy)}
         return self.root / f"{kind}-{config_hash(config)}"
 
     def exists(self, kind: str, config: Any) -> bool:

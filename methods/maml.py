@@ -48,7 +48,7 @@ from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import TaskTensors, artifact_config, build_backbone, meta_train_tasks, state_to_cpu
 from methods.registry import register
 from methods.settings import BackboneSettings, MAMLSettings
-from methods.training import accuracy, class_means, derived_seed, seeded
+from methods.training import accuracy, class_means, compute_context, derived_seed, seeded
 from tasks.augment import eval_transform
 
 BN_MODES = ("transductive", "support")
@@ -261,10 +261,12 @@ class MAML(Method):
                                  seed, self.device)
         log: list[float] = []
         self.maml.train()
+        amp = compute_context(self.maml)
         for _ in tqdm(range(s.meta_iterations), desc=f"{self.variant} meta-train", leave=False, position=1,
                       disable=None):
             opt.zero_grad(set_to_none=True)
-            log.append(self.meta_step([next(tasks) for _ in range(s.meta_batch)]))
+            with amp:
+                log.append(self.meta_step([next(tasks) for _ in range(s.meta_batch)]))
             opt.step()
         return {"net": state_to_cpu(self.maml.module), "log": log}
 

@@ -47,6 +47,20 @@ def _ge0(default: Any) -> Any:
     return field(default=default, metadata={"ge": 0})
 
 
+# --------------------------------------------------------------------------- compute
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How every training loop and prediction computes (`[compute]`): speed switches whose accuracy
+    effect `make bench` measures (results/benchmarks.md). Off by default."""
+
+    channels_last: bool = False
+    """Convolutions in channels-last memory format (faster on CPUs with oneDNN and on GPUs)."""
+    amp: Literal["none", "bf16"] = "none"
+    """bf16 autocast for forward passes (AVX-512 BF16 / AMX CPUs, GPUs); "none" = fp32."""
+
+
 # --------------------------------------------------------------------------- episodes
 
 

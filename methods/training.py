@@ -29,9 +29,50 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from methods.settings import ComputeSettings
 from tasks.augment import eval_transform, train_transform
 
 Optimizer = torch.optim.Optimizer
+
+
+# --------------------------------------------------------------------------- compute policy
+
+#: The process's compute switches (`[compute]`), set once per worker by the runner; every loop below
+#: reads them, so the speed switches land in every method at once.
+_COMPUTE = ComputeSettings()
+
+
+def set_compute(settings: ComputeSettings) -> None:
+    """Use `settings` in every `fit` and `predict` of this process from now on."""
+    global _COMPUTE
+    _COMPUTE = settings
+
+
+def compute() -> ComputeSettings:
+    """The compute switches in force (part of every artifact's cache key when not the default)."""
+    return _COMPUTE
+
+
+def compute_context(module: nn.Module | None) -> contextlib.AbstractContextManager:
+    """For a loop of its own (MAML's): put `module` in the policy's memory format and return the
+    autocast context its forward passes run under."""
+    _memory_format(module)
+    return _autocast(_device_of(module))
+
+
+def _autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
+    dev = torch.device(device).type
+    return torch.autocast(dev, dtype=torch.bfloat16) if _COMPUTE.amp == "bf16" else contextlib.nullcontext()
+
+
+def _device_of(module: nn.Module | None) -> torch.device:
+    p = next(module.parameters(), None) if module is not None else None
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _memory_format(module: nn.Module | None) -> None:
+    if module is not None and _COMPUTE.channels_last:
+        module.to(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------- randomness
@@ -70,8 +111,10 @@ def predict(model: nn.Module, images_u8: torch.Tensor, device: torch.device, bat
     fn = forward or model
     was = model.training
     model.eval()
+    _memory_format(model)
     try:
-        return torch.cat([fn(eval_transform(chunk.to(device))) for chunk in images_u8.split(batch_size)])
+        with _autocast(device):
+            return torch.cat([fn(eval_transform(chunk.to(device))).float() for chunk in images_u8.split(batch_size)])
     finally:
         model.train(was)
 
@@ -149,6 +192,7 @@ def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterabl
         log = fit(lambda idx: F.cross_entropy(model(x[idx]), y[idx]), shuffled_batches(40, 8, rng(0, "demo")),
                   lambda: torch.optim.SGD(model.parameters(), lr=0.1), epochs=5)
     """
+    _memory_format(module)
     opt = optimizer()
     sched = scheduler(opt) if scheduler is not None else None
     log = FitLog()
@@ -161,7 +205,8 @@ def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterabl
             if module is not None:
                 module.train()
             for batch in batches(epoch):
-                loss = loss_of(batch)
+                with _autocast(_device_of(module)):
+                    loss = loss_of(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
