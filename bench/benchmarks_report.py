@@ -75,6 +75,38 @@ def fraction_of_peak(benchmarks: list[dict[str, Any]]) -> list[str]:
     return out + [""]
 
 
+def compute_switches(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """Speed-up of each `[compute]` switch over fp32 per loop, and its accuracy effect: the paired
+    difference over the same episodes, mean ± 95 % Student-t CI (percentage points)."""
+    from bench.stats import mean_ci95
+
+    rows = [b for b in benchmarks if "policy" in b.get("extra_info", {})]
+    fp32 = {b["extra_info"]["loop"]: b for b in rows if b["extra_info"]["policy"] == "fp32"}
+    if not rows or not fp32:
+        return []
+    info0 = rows[0]["extra_info"]
+    out = ["## Compute switches per loop", "",
+           f"`[compute]` switches, each loop run through its method as a cell runs it (base training, then "
+           f"{len(info0.get('episode_acc', []))} fixed 5-way 10-shot episodes of {info0.get('data')}, every test "
+           f"image a query). CPU bf16 support: {info0.get('cpu_bf16')}. Δ accuracy is paired with fp32 over the "
+           "same episodes: mean ± half-width of the 95 % Student-t CI, in points; a switch is safe to ship where "
+           "that CI contains 0.", "",
+           "| loop | switch | time | speed-up vs fp32 | accuracy % | Δ accuracy vs fp32 |", "|---|---|---:|---:|---:|---:|"]
+    for b in rows:
+        info = b["extra_info"]
+        base = fp32.get(info["loop"])
+        if base is None:
+            continue
+        speed = base["stats"]["mean"] / b["stats"]["mean"]
+        acc = info.get("episode_acc", [])
+        diffs = [100 * (a - c) for a, c in zip(acc, base["extra_info"].get("episode_acc", []), strict=False)]
+        m, h, n = mean_ci95(diffs)
+        delta = "—" if info["policy"] == "fp32" else (f"{m:+.2f} ± {h:.2f}" if n > 1 else "n/a")
+        out.append(f"| {info['loop']} | {info['policy']} | {fmt_time(b['stats']['mean'])} | {speed:.2f}x | "
+                   f"{100 * info.get('accuracy', float('nan')):.2f} | {delta} |")
+    return out + [""]
+
+
 def render(data: dict[str, Any]) -> str:
     """The markdown for one pytest-benchmark JSON document."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -87,6 +119,7 @@ def render(data: dict[str, Any]) -> str:
     if not groups:
         out.append("No benchmarks in the JSON (were they run with `--benchmark-enable`?).")
     out += fraction_of_peak(data.get("benchmarks", []))
+    out += compute_switches(data.get("benchmarks", []))
     for group, rows in groups.items():
         base = rows[0]
         base_mean = base["stats"]["mean"]

@@ -60,3 +60,16 @@ def test_fraction_of_peak_divides_counted_flops_by_time_and_by_the_measured_peak
     assert "fp32 200 GFLOP/s, bf16 800 GFLOP/s" in md and "a 2048² matrix product" in md
     assert "| individual step | 1000.0 M | 10 ms | 100.0 | 50.0 % |" in md
     assert "fraction" not in render(DOC).lower()  # no peak measured: no table
+
+
+def test_compute_switches_pair_accuracies_with_fp32_and_give_speedups():
+    def row(policy, mean, accs):
+        return {"group": "compute switches", "name": f"t[{policy}]", "stats": {"mean": mean, "min": mean, "max": mean,
+                                                                          "rounds": 1},
+                "extra_info": {"loop": "individual training", "policy": policy, "episode_acc": accs,
+                               "accuracy": sum(accs) / len(accs), "data": "tiny-imagenet", "cpu_bf16": "avx512_bf16"}}
+    doc = {**DOC, "benchmarks": [row("fp32", 10.0, [0.5, 0.6, 0.7]), row("bf16", 5.0, [0.5, 0.6, 0.7])]}
+    md = render(doc)
+    assert "CPU bf16 support: avx512_bf16" in md
+    assert "| individual training | bf16 | 5 s | 2.00x | 60.00 | +0.00 ± 0.00 |" in md
+    assert "| individual training | fp32 | 10 s | 1.00x | 60.00 | — |" in md
