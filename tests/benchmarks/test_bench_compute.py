@@ -62,7 +62,10 @@ def spec(tmp_path_factory) -> RunSpec:
 @pytest.mark.benchmark(group="compute switches")
 @pytest.mark.parametrize("policy", list(POLICIES))
 @pytest.mark.parametrize("loop", list(LOOPS))
-def test_bench_compute_switch(benchmark, spec, loop, policy):
+def test_bench_compute_switch(benchmark, request, spec, loop, policy):
+    session = getattr(request.config, "_benchmarksession", None)  # knows --benchmark-enable beats -disable
+    if session is None or session.disabled:
+        pytest.skip("timing only (minutes of training): run with --benchmark-enable (make bench)")
     env = Env(spec)
     set_compute(POLICIES[policy])
     accs: list[float] = []
