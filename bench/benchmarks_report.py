@@ -107,7 +107,23 @@ def compute_switches(benchmarks: list[dict[str, Any]]) -> list[str]:
     return out + [""]
 
 
-def render(data: dict[str, Any]) -> str:
+def full_runs(records: list[dict[str, Any]]) -> list[str]:
+    """Whole `bench run` invocations (their `meta/runs.jsonl` records): wall time, CPU seconds per
+    wall second (2.0 = both cores of a 2-core machine busy throughout) and peak memory."""
+    if not records:
+        return []
+    out = ["## Full runs", "",
+           "Records of whole `python -m bench run` invocations (`meta/runs.jsonl`), passed with `--runs`. "
+           "CPU / wall counts the driver and its process-executor workers; – = not recorded by that commit.", "",
+           "| commit | command | cells | wall | CPU s / wall s | peak RSS driver / worker |", "|---|---|---:|---:|---:|---|"]
+    for r in records:
+        out.append(f"| {r.get('commit', '?')} | `{r.get('command', '')}` | {r.get('cells_run', '?')} | "
+                   f"{r.get('wall_s', '?')} s | {r.get('cpu_per_wall', '–')} | "
+                   f"{r.get('peak_rss_mib_driver', '–')} / {r.get('peak_rss_mib_worker', '–')} MiB |")
+    return out + [""]
+
+
+def render(data: dict[str, Any], runs: list[dict[str, Any]] | None = None) -> str:
     """The markdown for one pytest-benchmark JSON document."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for b in data.get("benchmarks", []):
@@ -120,6 +136,7 @@ def render(data: dict[str, Any]) -> str:
         out.append("No benchmarks in the JSON (were they run with `--benchmark-enable`?).")
     out += fraction_of_peak(data.get("benchmarks", []))
     out += compute_switches(data.get("benchmarks", []))
+    out += full_runs(runs or [])
     for group, rows in groups.items():
         base = rows[0]
         base_mean = base["stats"]["mean"]
@@ -140,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("json", nargs="?", type=Path, default=DEFAULT_JSON, help=f"default: {DEFAULT_JSON}")
     p.add_argument("md", nargs="?", type=Path, default=None, help=f"the markdown to write (default: {DEFAULT_OUT})")
     p.add_argument("--out", type=Path, default=None, help="the same as MD")
+    p.add_argument("--runs", type=Path, action="append", default=[],
+                   help="a meta/runs.jsonl whose records to list as full runs (repeatable)")
     args = p.parse_args(argv)
     args.out = args.out or args.md or DEFAULT_OUT
     try:
@@ -150,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: {args.json} is not pytest-benchmark JSON ({exc})", file=sys.stderr)
         return 2
+    try:
+        runs = [json.loads(ln) for f in args.runs for ln in f.read_text().splitlines() if ln.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: --runs: {exc}; pass a meta/runs.jsonl written by `python -m bench run`", file=sys.stderr)
+        return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(data) + "\n")
+    args.out.write_text(render(data, runs) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -73,3 +73,14 @@ def test_compute_switches_pair_accuracies_with_fp32_and_give_speedups():
     assert "CPU bf16 support: avx512_bf16" in md
     assert "| individual training | bf16 | 5 s | 2.00x | 60.00 | +0.00 ± 0.00 |" in md
     assert "| individual training | fp32 | 10 s | 1.00x | 60.00 | — |" in md
+
+
+def test_full_runs_table_lists_cpu_use(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(json.dumps({"commit": "abc1234", "command": "python -m bench run", "cells_run": 127,
+                                "wall_s": 435.7, "cpu_per_wall": 1.93, "peak_rss_mib_driver": 865.9,
+                                "peak_rss_mib_worker": 1388.6}) + "\n")
+    src, out = tmp_path / "b.json", tmp_path / "b.md"
+    src.write_text(json.dumps(DOC))
+    assert main([str(src), "--out", str(out), "--runs", str(runs)]) == 0
+    assert "| abc1234 | `python -m bench run` | 127 | 435.7 s | 1.93 | 865.9 / 1388.6 MiB |" in out.read_text()
