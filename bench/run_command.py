@@ -1,0 +1,231 @@
+"""`python -m bench run`: validate everything, then create and lock the results directory, then run
+the grid of cells and record the run (`meta/runs.jsonl`).
+
+Why its own module: the command is most of the CLI's logic (the order of checks that guarantees
+nothing is written before the last one passes); `bench/cli.py` keeps the parser and dispatch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench import profiles as profiles_mod
+from bench.atomic import atomic_write_text
+from bench.errors import UsageError
+from bench.executors import check_executor, run_cells
+from bench.experiments import EXPERIMENT_NAMES, get_experiment
+from bench.lock import ResultsLock
+from bench.report_command import report_dir
+from bench.runner import Cell, Env, RunSpec, cell_config, env_for, resolve_device
+from bench.store import ResultsStore
+from bench.usage import cpu_seconds, peak_rss_mib
+
+
+def _select(value: str, valid: list[str], what: str) -> list[str]:
+    if value == "all":
+        return list(valid)
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in valid]
+    if bad or not chosen:
+        raise UsageError(f"unknown {what} '{','.join(bad) or value}'; valid {what}s: all, {', '.join(valid)}")
+    return chosen
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _data_dir(arg: Path | None) -> Path:
+    from tasks.datasets import default_data_dir
+
+    return (arg or default_data_dir()).expanduser()
+
+
+def _spec(args, profile: dict, size: int, data_dir: Path, store: ResultsStore) -> RunSpec:
+    return RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
+                   profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks,
+                                                shots=getattr(args, "shots", None),
+                                                queries=getattr(args, "queries", None)),
+                   results_dir=str(store.root), device=resolve_device(args.device),
+                   split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None),
+                   plugins=tuple(getattr(args, "plugin_specs", ())))
+
+
+def _cells(spec: RunSpec, method_names: list[str], experiments: list[str]) -> list[Cell]:
+    return [cell for name in experiments for cell in get_experiment(name).cells(spec, method_names)]
+
+
+def plan(args, profile: dict, size: int, method_names: list[str], experiments: list[str],
+         data_dir: Path, store: ResultsStore) -> tuple[RunSpec, list[tuple[Cell, dict]], Env]:
+    """Load the data (validating it), build the grid for one image size, and the config of each cell."""
+    spec = _spec(args, profile, size, data_dir, store)
+    env = env_for(spec)  # the serial executor reuses this environment instead of loading the data again
+    _validate_shots(env, spec.profile, experiments)
+    data_id = env.data.extra.get("checksum", env.data.source or env.data.name)
+    split = env.split.to_json()
+    grid = [(cell, cell_config(cell, spec, data_id, split)) for cell in _cells(spec, method_names, experiments)]
+    return spec, grid, env
+
+
+def _validate_shots(env: Env, profile: dict, experiments=EXPERIMENT_NAMES) -> None:
+    """Fail before any work if a class has fewer images than the selected experiments' shots/queries need."""
+    from bench.datacheck import check_class_sizes, needs
+    from tasks.episodes import sample_episodes
+
+    ep = env.episodes
+    n_query = ep.queries_per_class()
+    reqs = needs(profile, experiments, n_query)
+    check_class_sizes(env.data, env.split, reqs, ep.n_way)  # names the short classes and what fits
+    for r in reqs:  # the sampler's own checks (e.g. fewer classes than ways)
+        sample_episodes(env.data, env.split.ids(env.data, r.pool), ep.n_way, r.shots, n_query, 1, 0)
+
+
+def cmd_run(args) -> int:
+    """Validate everything (arguments, GPU, data, shots) for every image size, then create and lock
+    the results directory, then run. Nothing is written before the last check has passed."""
+    import methods
+    from bench import validate
+
+    check_executor(args.executor)
+    profile = profiles_mod.load_profile(args.profile)
+    method_names = validate.unique(_select(args.method, methods.names(), "method"), "--method")
+    experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
+    if args.dataset != "auto":
+        from tasks.datasets import dataset_names
+
+        if args.dataset not in dataset_names():
+            raise UsageError(f"unknown dataset '{args.dataset}'; choose one of: {', '.join(dataset_names())}")
+    if args.image_size:  # the command line's sizes first: their message names the flag and the allowed range
+        validate.check_image_sizes(args.image_size, from_profile=False)
+        for size in args.image_size:
+            validate.check_collective_size(size, method_names)
+    # The whole profile is checked before anything is written (one line naming file, section, key).
+    sizes = profiles_mod.validate(profile, profiles_mod.profile_path(args.profile), args.image_size, method_names,
+                                  {n: getattr(get_experiment(n), "Settings", None) for n in EXPERIMENT_NAMES})
+    validate.check_image_sizes(sizes, from_profile=not args.image_size)
+    if not (args.executor == "ray" and args.ray_address):  # a joined cluster's GPUs are checked by the executor
+        validate.check_device(args.device)
+    store = ResultsStore(args.results_dir)
+    if args.results_dir.exists() and not args.results_dir.is_dir():
+        raise UsageError(f"--results-dir {args.results_dir} is a file, not a folder; pass a folder")
+    data_dir = _data_dir(args.data_dir)
+    source = validate.data_dir_source(args.data_dir)
+    if args.dataset == "synthetic":
+        args.dataset_resolved = "synthetic"
+    else:
+        args.dataset_resolved = validate.resolve_dataset(args.dataset, data_dir, source, args.dry_run)
+    for size in sizes:  # cheap checks of every size before any data is loaded
+        spec = _spec(args, profile, size, data_dir, store)
+        validate.check_collective_size(size, {c.method for c in _cells(spec, method_names, experiments)})
+    # Loading the data is the last check (corrupt files, too few images per class); environments are
+    # rebuilt from the decode cache when a run has several sizes, so only one is held at a time.
+    plans = [plan(args, profile, size, method_names, experiments, data_dir, store)[:2] for size in sizes]
+    if args.dry_run:
+        from bench.estimate import describe_grid
+
+        for spec, grid in plans:
+            todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
+            _note_synthetic(spec, profile)
+            _note_derived_split(store, spec, env_for(spec), write=False)
+            print(describe_grid(spec, grid, todo, env_for(spec)))
+        return 0
+    store.check_writable()  # the first write: create the results directory
+    lock = ResultsLock(store.root).acquire(wait=getattr(args, "wait", False), purpose=_command())
+    try:
+        _run_plans(args, store, profile, plans)
+        if not args.no_report:
+            return report_dir(Path(args.results_dir))
+    finally:
+        lock.release()
+    return 0
+
+
+def _command() -> str:
+    return "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _note_synthetic(spec: RunSpec, profile: dict) -> None:
+    if spec.dataset == "synthetic":
+        print(f"note: synthetic {spec.image_size}px profile={profile['name']} uses SYNTHETIC procedural images; "
+              "its numbers say nothing about real data", file=sys.stderr)
+
+
+def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSpec, list[tuple[Cell, dict]]]]) -> None:
+    """Run every size's grid under the results lock: which cells are done is read only now, so two
+    runs never compute the same cell."""
+    command = _command()
+    # The code version is read before any work, so the record names the code that ran.
+    code = {"commit": _git("rev-parse", "--short", "HEAD"),
+            # results files written by earlier runs are not code changes
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"))}
+    for spec, grid in plans:
+        t0, cpu0 = time.time(), cpu_seconds()
+        size = spec.image_size
+        for _, cfg in grid:
+            if store.has_marker(cfg) and not store.is_done(cfg):
+                d = store.cell_dir(cfg)
+                print(f"warning: cell {d.relative_to(store.root)} ({cfg['experiment']}/{cfg['method']}) is damaged "
+                      f"({store.damage(d)}); computing it again", file=sys.stderr)
+        todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
+        label = f"{spec.dataset} {size}px profile={profile['name']}"
+        _note_synthetic(spec, profile)
+        _note_derived_split(store, spec, env_for(spec), write=True)
+        print(f"{label}: {len(grid)} cells, {len(grid) - len(todo)} already done, {len(todo)} to run "
+              f"(device {spec.device}, executor {args.executor})", file=sys.stderr)
+        configs = {id(c): cfg for c, cfg in todo}
+        bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not todo)
+        done_now = 0
+        for cell, result in run_cells(args.executor, spec, [c for c, _ in todo], args.workers, args.ray_address):
+            store.write(configs[id(cell)], result)
+            done_now += 1
+            bar.set_postfix_str(cell.label()[:60])
+            bar.update()
+        bar.close()
+        _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
+                    cpu_seconds() - cpu0)
+
+
+def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: bool) -> None:
+    """A user's own folder without a split file gets a seeded division: say so, and save it as a file
+    the user can edit and pass back with --split."""
+    if env.data.synthetic or not env.split.source.startswith("seeded"):
+        return
+    s = env.split
+    path = store.root / "meta" / f"split_{spec.dataset}_{spec.image_size}px.json"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(s.to_json(), indent=1))
+    print(f"note: no split file for {spec.dataset}: derived a seeded division ({len(s.base)} base / "
+          f"{len(s.open_world)} open-world / {len(s.novel)} novel classes)"
+          + (f", saved to {path}; edit it and pass --split FILE to choose your own" if write else ""), file=sys.stderr)
+
+
+def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
+                skipped: int, cpu: float) -> None:
+    meta_dir = store.root / "meta"
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
+           "command": command, **code,
+           "artifact_seed": profiles_mod.episode_settings(spec.profile).artifact_seed,
+           "device": spec.device, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(wall, 1),
+           "cells_run": ran, "cells_skipped": skipped, "cpu_s": round(cpu, 1),
+           # CPU seconds per wall second: 2.0 = both cores of a 2-core machine busy the whole run
+           "cpu_per_wall": round(cpu / wall, 2) if wall > 0 else None, **peak_rss_mib(),
+           "cpu_count": os.cpu_count()}
+    with open(meta_dir / "runs.jsonl", "a") as fh:  # append-only log: one line per run, fsynced
+        fh.write(json.dumps(rec) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    prof_path = meta_dir / f"profile_{spec.dataset}_{spec.image_size}px_{spec.profile.get('name')}.json"
+    atomic_write_text(prof_path, json.dumps(spec.profile, indent=1, sort_keys=True))
