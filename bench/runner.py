@@ -8,7 +8,6 @@ artifact cache and the prepared methods, built once per process.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,13 +137,14 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
     episodes = sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(),
                                n_tasks or ep.tasks, seed)
     m = env.prepared(method, seed, options)
+    data = [EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
+                        e.query_labels, e.n_way, e.k_shot, seed, e.index, record_curve=curve) for e in episodes]
+    # One call for the cell's episodes, so a method can adapt several at once (scratch stacks them on
+    # CUDA). wall_s is each result's own: one episode's call, or a stack's wall time divided by its size.
+    results = m.run_episodes(data)
     rows: list[dict] = []
-    for e in episodes:
-        data = EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
-                           e.query_labels, e.n_way, e.k_shot, seed, e.index, record_curve=curve)
-        t0 = time.perf_counter()
-        res = m.run_episode(data)
-        wall = time.perf_counter() - t0
+    for e, res in zip(episodes, results, strict=True):
+        wall = res.wall_s
         base = {"episode": e.index, "classes": ",".join(env.data.class_names[c] for c in e.classes)}
         rows.append({**base, "metric": "accuracy", "value": res.accuracy})
         rows.append({**base, "metric": "wall_s", "value": wall})

@@ -14,6 +14,7 @@ from methods.backbones import IndividualNet, count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
 from methods.settings import IndividualSettings
+from methods.stacked import train_stacked
 from methods.training import derived_seed, rng, train_supervised
 
 
@@ -41,3 +42,48 @@ class Scratch(Method):
             curve=episode.record_curve)
         return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model))
+
+    #: Train episodes stacked into one network (methods/stacked.py): None = on CUDA only (on the CPU it
+    #: is slower, issue 10); True forces it (tests compare it with the one-at-a-time path on the CPU).
+    stack_episodes: bool | None = None
+    #: The most episodes in one stack.
+    stack_size: int = 16
+
+    def uses_stacking(self) -> bool:
+        return self.device.type == "cuda" if self.stack_episodes is None else self.stack_episodes
+
+    def run_episodes(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        """On CUDA, episodes of equal shapes (way, support and query sizes, curve or not) train in stacks
+        of at most `stack_size`; results are per episode, in the input order, equal to `run_episode`'s
+        up to float rounding."""
+        if not self.uses_stacking():
+            return super().run_episodes(episodes)
+        groups: dict[tuple, list[int]] = {}
+        for i, e in enumerate(episodes):
+            key = (e.n_way, tuple(e.support_x.shape), tuple(e.query_x.shape), e.record_curve)
+            groups.setdefault(key, []).append(i)
+        out: list[EpisodeResult | None] = [None] * len(episodes)
+        for members in groups.values():
+            for start in range(0, len(members), self.stack_size):
+                chunk = members[start:start + self.stack_size]
+                for i, res in zip(chunk, self._run_stack([episodes[i] for i in chunk]), strict=True):
+                    out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        s = self.s
+        t0 = time.perf_counter()
+        nets = []
+        for ep in episodes:  # each episode's initialisation exactly as run_episode draws it
+            torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
+            nets.append(IndividualNet(ep.n_way, self.image_size, width=s.width))
+        params = count_params(nets[0])
+        curves, _ = train_stacked(
+            nets, [ep.support_x for ep in episodes], [ep.support_y for ep in episodes], epochs=s.epochs, lr=s.lr,
+            momentum=s.momentum, weight_decay=s.weight_decay, batch_size=s.batch_size,
+            generators=[rng(ep.seed, "episode", ep.index) for ep in episodes], device=self.device,
+            eval_xs=[ep.query_x for ep in episodes], eval_ys=[ep.query_y for ep in episodes],
+            crop_padding=s.crop_padding, last_batch=s.last_batch, curve=episodes[0].record_curve)
+        wall = (time.perf_counter() - t0) / len(episodes)  # the stack's wall time, shared equally
+        return [EpisodeResult(accuracy=c[-1], curve=c if ep.record_curve else None, wall_s=wall, params=params)
+                for ep, c in zip(episodes, curves, strict=True)]
