@@ -14,13 +14,15 @@ from methods.backbones import IndividualNet, count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
 from methods.settings import IndividualSettings
-from methods.stacked import train_stacked
+from methods.stacked import StackedEpisodes, train_stacked
 from methods.training import derived_seed, rng, train_supervised
 
 
 @register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set",
           settings=IndividualSettings)
-class Scratch(Method):
+class Scratch(StackedEpisodes, Method):
+    """Stacked episodes (methods/stacked.py) on CUDA: results equal `run_episode`'s up to float rounding."""
+
     records_curve = True
 
     def prepare(self, source: SourceData, settings: IndividualSettings, cache: Any) -> None:
@@ -42,33 +44,6 @@ class Scratch(Method):
             curve=episode.record_curve)
         return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model))
-
-    #: Train episodes stacked into one network (methods/stacked.py): None = on CUDA only (on the CPU it
-    #: is slower, issue 10); True forces it (tests compare it with the one-at-a-time path on the CPU).
-    stack_episodes: bool | None = None
-    #: The most episodes in one stack.
-    stack_size: int = 16
-
-    def uses_stacking(self) -> bool:
-        return self.device.type == "cuda" if self.stack_episodes is None else self.stack_episodes
-
-    def run_episodes(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
-        """On CUDA, episodes of equal shapes (way, support and query sizes, curve or not) train in stacks
-        of at most `stack_size`; results are per episode, in the input order, equal to `run_episode`'s
-        up to float rounding."""
-        if not self.uses_stacking():
-            return super().run_episodes(episodes)
-        groups: dict[tuple, list[int]] = {}
-        for i, e in enumerate(episodes):
-            key = (e.n_way, tuple(e.support_x.shape), tuple(e.query_x.shape), e.record_curve)
-            groups.setdefault(key, []).append(i)
-        out: list[EpisodeResult | None] = [None] * len(episodes)
-        for members in groups.values():
-            for start in range(0, len(members), self.stack_size):
-                chunk = members[start:start + self.stack_size]
-                for i, res in zip(chunk, self._run_stack([episodes[i] for i in chunk]), strict=True):
-                    out[i] = res
-        return out  # type: ignore[return-value]
 
     def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
         s = self.s

@@ -16,11 +16,14 @@ convolution and bmm vs addmm sum in different orders).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.backbones import IndividualNet
+from methods.base import EpisodeData, EpisodeResult
 from methods.training import accuracy, epoch_batches, fit, predict
 from tasks.augment import train_transform_stacked
 
@@ -114,14 +117,23 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
                   lr: float, momentum: float, weight_decay: float, batch_size: int,
                   generators: list[torch.Generator], device: torch.device,
                   eval_xs: list[torch.Tensor], eval_ys: list[torch.Tensor], crop_padding: int = 0,
-                  last_batch: str = "keep", curve: bool = True) -> tuple[list[list[float]], StackedIndividualNet]:
+                  last_batch: str = "keep", curve: bool = True,
+                  extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+                  on_stack: Callable[[StackedIndividualNet], None] | None = None,
+                  ) -> tuple[list[list[float]], StackedIndividualNet]:
     """`train_supervised` of E episodes at once (one network per episode in `nets`, already initialised):
     per-episode query accuracy after each epoch (only after the last with `curve=False`), and the
-    trained stacked network. All episodes must have the same support and query sizes."""
+    trained stacked network. All episodes must have the same support and query sizes.
+
+    `extra_loss(stacked)` must be the sum of the episodes' own extra losses (learngene's EWC penalty:
+    elementwise over stacked parameters, so it is); `on_stack(stacked)` runs once the stacked network
+    exists, before training (to build such a loss against its parameters)."""
     e = len(nets)
     if not (len({x.shape for x in xs_u8}) == len({x.shape for x in eval_xs}) == 1 and len(generators) == e):
         raise ValueError("stacked episodes need equal support and query shapes and one generator each")
     model = StackedIndividualNet([n.to(device) for n in nets])
+    if on_stack is not None:
+        on_stack(model)
     x = torch.stack(xs_u8, 1).to(device)  # [n, E, 3, H, W] uint8, moved once
     y = torch.stack(ys, 1).to(device)  # [n, E]
     qx, qy = torch.stack(eval_xs, 1), [t.cpu() for t in eval_ys]
@@ -139,7 +151,8 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
         xb = train_transform_stacked(x[idx, cols], generators, crop_padding)
         logits = model(xb)  # [B, E, N]
         # Sum over episodes of each episode's mean: group e's gradient is episode e's own.
-        return F.cross_entropy(logits.flatten(0, 1), y[idx, cols].flatten(), reduction="sum") / idx.shape[0]
+        loss = F.cross_entropy(logits.flatten(0, 1), y[idx, cols].flatten(), reduction="sum") / idx.shape[0]
+        return loss + extra_loss(model) if extra_loss is not None else loss
 
     def evaluate() -> list[float]:
         logits = predict(model, qx, device).cpu()  # eval mode; uint8 [Q,E,3,H,W] normalised per channel
@@ -150,3 +163,50 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
               epochs=epochs, module=model, after_epoch=evaluate if curve else None)
     per_epoch = log.epochs if curve else ([evaluate()] if epochs > 0 else [])
     return [list(c) for c in zip(*per_epoch, strict=True)] if per_epoch else [[] for _ in range(e)], model
+
+
+def stacked_name(name: str) -> str:
+    """An `IndividualNet` trunk parameter's name in `StackedIndividualNet` ("gene.0.0.weight" ->
+    "trunk.1.0.0.weight"); its tensor there is the episodes' tensors concatenated along dim 0."""
+    part, _, rest = name.partition(".")
+    return f"trunk.{('front', 'gene', 'pool').index(part)}.{rest}"
+
+
+def stack_named(per_episode: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-episode tensors keyed by trunk parameter name (e.g. Fisher diagonals) in the stacked layout."""
+    return {stacked_name(k): torch.cat([d[k] for d in per_episode]) for k in per_episode[0]}
+
+
+class StackedEpisodes:
+    """Mixin for a `Method` whose episodes can train stacked: `run_episodes` groups equal-shaped
+    episodes (way, support and query sizes, curve or not) into stacks of at most `stack_size`,
+    trains each with `_run_stack`, and returns results in the input order; elsewhere it falls back
+    to one episode at a time."""
+
+    #: None = stack on CUDA only (on the CPU it is slower, issue 10); True forces it (the tests
+    #: compare it with the one-at-a-time path on the CPU); False never.
+    stack_episodes: bool | None = None
+    #: The most episodes in one stack.
+    stack_size: int = 16
+    device: torch.device
+
+    def uses_stacking(self) -> bool:
+        return self.device.type == "cuda" if self.stack_episodes is None else self.stack_episodes
+
+    def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        raise NotImplementedError
+
+    def run_episodes(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        if not self.uses_stacking():
+            return super().run_episodes(episodes)  # type: ignore[misc]
+        groups: dict[tuple, list[int]] = {}
+        for i, e in enumerate(episodes):
+            key = (e.n_way, tuple(e.support_x.shape), tuple(e.query_x.shape), e.record_curve)
+            groups.setdefault(key, []).append(i)
+        out: list[EpisodeResult | None] = [None] * len(episodes)
+        for members in groups.values():
+            for start in range(0, len(members), self.stack_size):
+                chunk = members[start:start + self.stack_size]
+                for i, res in zip(chunk, self._run_stack([episodes[i] for i in chunk]), strict=True):
+                    out[i] = res
+        return out  # type: ignore[return-value]

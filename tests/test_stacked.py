@@ -16,9 +16,13 @@ from torch import nn
 
 import methods
 from bench.profiles import method_settings
-from methods.backbones import IndividualNet
+from methods.backbones import CollectiveNet, IndividualNet
 from methods.base import EpisodeResult
-from methods.stacked import train_stacked
+from methods.learngene.ewc import EWCPenalty
+from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
+from methods.learngene.method import _per_episode_penalty
+from methods.settings import LearngeneSettings
+from methods.stacked import stack_named, train_stacked
 from methods.training import derived_seed, rng, train_supervised
 from tasks.augment import train_transform, train_transform_stacked
 from tasks.datasets import make_synthetic
@@ -147,3 +151,75 @@ def test_only_equal_shaped_episodes_are_stacked(monkeypatch):
     assert all(len(set(s)) == 1 for s in stacks)  # every stack has one support and one query shape
     assert sorted(len(s) for s in stacks) == [1, 1, 2, 2]  # 3 of one shape -> 2 + 1 (stack_size 2)
     assert [r.accuracy for r in got] == [_scratch(QUICK, stack=False).run_episode(e).accuracy for e in order]
+
+
+# --------------------------------------------------------------------------- learngene (EWC penalty)
+
+
+def _gene() -> dict:
+    """A learngene from a random collective network (no collective training: stacking is what is tested)."""
+    torch.manual_seed(0)
+    net = CollectiveNet(5, 32, width=0.125)
+    return extract_learngene({"widths": net.widths, "state": net.state_dict()}, 3, "top")
+
+
+def _learngene(stack: bool | None, **settings) -> methods.Method:
+    m = methods.get("learngene")
+    m.s = LearngeneSettings(**{"width": 0.125, "epochs": 4, "lr": 0.01, "batch_size": 8, "crop_padding": 2,
+                               "fisher_samples": 16, "ewc_lambda": 1000.0, **settings})
+    m.image_size, m.gene, m.gene_source, m._carry = 16, _gene(), "test", None
+    m.stack_episodes = stack
+    return m
+
+
+def test_learngene_ewc_stacked_weights_equal_one_at_a_time_float64():
+    eps = episodes(_textured(), k_shot=5, n_query=3, n=3)
+    gene = _gene()
+    kw = {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 8, "crop_padding": 2,
+          "last_batch": "balanced", "device": torch.device("cpu")}
+
+    def build(ep) -> IndividualNet:
+        torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
+        return build_individual(gene, ep.n_way, 16, 0.125).double()
+
+    names = gene_param_names(build(eps[0]))
+    fishers = [{k: torch.rand_like(build(eps[0]).state_dict()[k], generator=rng(i, "f")) * 0.01 for k in names}
+               for i in range(len(eps))]  # F <= 0.01: lambda * F * lr < 1, a strong but stable pull
+    alone = []
+    for ep, fisher in zip(eps, fishers, strict=True):
+        model = _Float64(build(ep))
+        penalty = EWCPenalty(model.net, fisher, 1000.0)
+        train_supervised(model, ep.support_x, ep.support_y, generator=rng(ep.seed, "episode", ep.index),
+                         extra_loss=lambda _, p=penalty, n=model.net: p(n), **kw)
+        alone.append((model.net, float(penalty(model.net).detach())))
+    stacked_penalty: list[EWCPenalty] = []
+    _, stacked = train_stacked(
+        [build(ep) for ep in eps], [ep.support_x for ep in eps], [ep.support_y for ep in eps],
+        generators=[rng(ep.seed, "episode", ep.index) for ep in eps], eval_xs=[ep.query_x for ep in eps],
+        eval_ys=[ep.query_y for ep in eps], curve=False,
+        on_stack=lambda m: stacked_penalty.append(EWCPenalty(m, stack_named(fishers), 1000.0)),
+        extra_loss=lambda m: stacked_penalty[0](m), **kw)
+    finals = _per_episode_penalty(stacked_penalty[0], stacked, len(eps))
+    for e, (net, pen) in enumerate(alone):
+        got = stacked.export(e, build(eps[e])).state_dict()
+        for name, want in net.state_dict().items():
+            torch.testing.assert_close(got[name], want, rtol=0, atol=1e-9, msg=f"episode {e}: {name}")
+        assert pen > 0 and finals[e] == pytest.approx(pen, rel=1e-9)
+
+
+def test_learngene_stacked_results_equal_one_at_a_time():
+    eps = episodes(_textured(), k_shot=5, n_query=4, n=3)
+    alone = [_learngene(False).run_episode(ep) for ep in eps]
+    stacked = _learngene(True).run_episodes(eps)
+    assert [r.accuracy for r in stacked] == [r.accuracy for r in alone]
+    assert [r.curve for r in stacked] == [r.curve for r in alone]
+    for a, s in zip(alone, stacked, strict=True):
+        assert s.params == a.params
+        assert s.extra.pop("ewc_penalty_final") == pytest.approx(a.extra.pop("ewc_penalty_final"), rel=1e-3)
+        assert s.extra == a.extra
+    assert sum(r.accuracy for r in stacked) / len(stacked) > 0.5
+
+
+def test_learngene_with_the_official_leak_is_never_stacked():
+    assert _learngene(True).uses_stacking() and not _learngene(None).uses_stacking()
+    assert not _learngene(True, reuse_across_tasks=True).uses_stacking()  # episodes depend on each other
