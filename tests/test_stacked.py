@@ -223,3 +223,24 @@ def test_learngene_stacked_results_equal_one_at_a_time():
 def test_learngene_with_the_official_leak_is_never_stacked():
     assert _learngene(True).uses_stacking() and not _learngene(None).uses_stacking()
     assert not _learngene(True, reuse_across_tasks=True).uses_stacking()  # episodes depend on each other
+
+
+def test_runner_rows_are_the_same_stacked(tmp_path, monkeypatch):
+    from bench.profiles import load_profile, resolve
+    from bench.runner import Env, RunSpec, run_episodes
+
+    env = Env(RunSpec("synthetic", "", 32, resolve(load_profile("smoke"), image_size=32), str(tmp_path)))
+    alone = run_episodes(env, "scratch", "novel", 5, 0, 2, options={"epochs": 2})
+    cls = methods.get("scratch").__class__
+    stacks, real = [], cls._run_stack
+    monkeypatch.setattr(cls, "stack_episodes", True)
+    monkeypatch.setattr(cls, "_run_stack", lambda self, eps: stacks.append(len(eps)) or real(self, eps))
+    env._methods.clear()
+    stacked = run_episodes(env, "scratch", "novel", 5, 0, 2, options={"epochs": 2})
+    assert stacks == [2]  # the cell's two episodes ran as one stack
+
+    def strip(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if r["metric"] != "wall_s"]
+
+    assert strip(stacked) == strip(alone) and len(stacked) == len(alone)
+    assert {r["metric"] for r in alone} >= {"accuracy", "curve", "params", "wall_s"}
