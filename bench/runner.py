@@ -8,7 +8,6 @@ artifact cache and the prepared methods, built once per process.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +128,10 @@ def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
             **({"plugin": plug} if (plug := plugin_fingerprint(cell.method)) else {})}
 
 
+#: Episodes handed to `Method.run_episodes` per call (a multiple of the stacks' 16).
+EPISODES_PER_CALL = 64
+
+
 def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_tasks: int | None = None,
                  options: dict | None = None, curve: bool = True) -> list[dict]:
     """Run a method on `n_tasks` seeded episodes from one class pool; tidy rows per episode (and epoch).
@@ -138,13 +141,18 @@ def run_episodes(env: Env, method: str, pool: str, shots: int, seed: int, n_task
     episodes = sample_episodes(env.data, env.split.ids(env.data, pool), ep.n_way, shots, ep.queries_per_class(),
                                n_tasks or ep.tasks, seed)
     m = env.prepared(method, seed, options)
+    # The cell's episodes go to the method together, so it can adapt several at once (scratch and
+    # learngene stack them on CUDA), in slices of EPISODES_PER_CALL so their images are not all in
+    # memory at once. wall_s is each result's own: its call, or its stack's wall time / the stack size.
+    results = []
+    for i in range(0, len(episodes), EPISODES_PER_CALL):
+        results += m.run_episodes([
+            EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query], e.query_labels,
+                        e.n_way, e.k_shot, seed, e.index, record_curve=curve)
+            for e in episodes[i:i + EPISODES_PER_CALL]])
     rows: list[dict] = []
-    for e in episodes:
-        data = EpisodeData(env.data.images[e.support], e.support_labels, env.data.images[e.query],
-                           e.query_labels, e.n_way, e.k_shot, seed, e.index, record_curve=curve)
-        t0 = time.perf_counter()
-        res = m.run_episode(data)
-        wall = time.perf_counter() - t0
+    for e, res in zip(episodes, results, strict=True):
+        wall = res.wall_s
         base = {"episode": e.index, "classes": ",".join(env.data.class_names[c] for c in e.classes)}
         rows.append({**base, "metric": "accuracy", "value": res.accuracy})
         rows.append({**base, "metric": "wall_s", "value": wall})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,3 +114,15 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         """Adapt on the support set, evaluate on the query set; never mutate the prepared state."""
+
+    def run_episodes(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        """`run_episode` for each episode, in order; a method may override it to adapt several at once
+        (scratch stacks episodes on CUDA, methods/stacked.py). Each result's `wall_s` is the wall time
+        of its episode (of a stack: the stack's wall time divided by its size)."""
+        out = []
+        for e in episodes:
+            t0 = time.perf_counter()
+            res = self.run_episode(e)
+            res.wall_s = time.perf_counter() - t0
+            out.append(res)
+        return out

@@ -14,12 +14,15 @@ from methods.backbones import IndividualNet, count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
 from methods.settings import IndividualSettings
+from methods.stacked import StackedEpisodes, train_stacked
 from methods.training import derived_seed, rng, train_supervised
 
 
 @register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set",
           settings=IndividualSettings)
-class Scratch(Method):
+class Scratch(StackedEpisodes, Method):
+    """Stacked episodes (methods/stacked.py) on CUDA: results equal `run_episode`'s up to float rounding."""
+
     records_curve = True
 
     def prepare(self, source: SourceData, settings: IndividualSettings, cache: Any) -> None:
@@ -41,3 +44,21 @@ class Scratch(Method):
             curve=episode.record_curve)
         return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model))
+
+    def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        s = self.s
+        t0 = time.perf_counter()
+        nets = []
+        for ep in episodes:  # each episode's initialisation exactly as run_episode draws it
+            torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
+            nets.append(IndividualNet(ep.n_way, self.image_size, width=s.width))
+        params = count_params(nets[0])
+        curves, _ = train_stacked(
+            nets, [ep.support_x for ep in episodes], [ep.support_y for ep in episodes], epochs=s.epochs, lr=s.lr,
+            momentum=s.momentum, weight_decay=s.weight_decay, batch_size=s.batch_size,
+            generators=[rng(ep.seed, "episode", ep.index) for ep in episodes], device=self.device,
+            eval_xs=[ep.query_x for ep in episodes], eval_ys=[ep.query_y for ep in episodes],
+            crop_padding=s.crop_padding, last_batch=s.last_batch, curve=episodes[0].record_curve)
+        wall = (time.perf_counter() - t0) / len(episodes)  # the stack's wall time, shared equally
+        return [EpisodeResult(accuracy=c[-1], curve=c if ep.record_curve else None, wall_s=wall, params=params)
+                for ep, c in zip(episodes, curves, strict=True)]

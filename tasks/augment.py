@@ -44,9 +44,14 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     """Pad by `padding` (reflect) and crop back to the original size at a random offset per image."""
     if padding <= 0:
         return x
+    offs = torch.randint(0, 2 * padding + 1, (x.shape[0], 2), generator=generator)
+    return _crop_at(x, padding, offs)
+
+
+def _crop_at(x: torch.Tensor, padding: int, offs: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad `x` [B,C,H,W] and crop each image back at its (row, col) offset in `offs` [B,2]."""
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
-    offs = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator)
     rows = (offs[:, 0, None] + torch.arange(h)).to(x.device)  # [B,H]
     cols = (offs[:, 1, None] + torch.arange(w)).to(x.device)  # [B,W]
     bidx = torch.arange(b, device=x.device)[:, None, None]
@@ -59,6 +64,22 @@ def train_transform(images_u8: torch.Tensor, generator: torch.Generator | None =
     """The shared training augmentation of every method: normalise, random flip, optional crop."""
     x = to_float(random_flip(images_u8, generator))  # flip commutes with per-channel normalisation
     return random_crop(x, crop_padding, generator)
+
+
+def train_transform_stacked(images_u8: torch.Tensor, generators: list[torch.Generator],
+                            crop_padding: int = 0) -> torch.Tensor:
+    """`train_transform` of E episodes' batches at once (stacked episode training, methods/stacked.py).
+
+    `images_u8` is [B,E,3,H,W]; slice e of the result equals `train_transform(images_u8[:, e],
+    generators[e], crop_padding)` and consumes `generators[e]` identically (flips, then crop offsets),
+    but runs as a few whole-stack operations instead of E small ones (on a GPU each is a launch)."""
+    b, e = images_u8.shape[:2]
+    flips = torch.stack([torch.rand(b, generator=g, device="cpu") < 0.5 for g in generators], 1)  # [B,E]
+    x = to_float(torch.where(flips.to(images_u8.device).view(b, e, 1, 1, 1), images_u8.flip(-1), images_u8))
+    if crop_padding <= 0:
+        return x
+    offs = torch.stack([torch.randint(0, 2 * crop_padding + 1, (b, 2), generator=g) for g in generators], 1)
+    return _crop_at(x.flatten(0, 1), crop_padding, offs.flatten(0, 1)).view_as(x)
 
 
 def eval_transform(images_u8: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from methods.learngene.inherit import build_individual, extract_learngene, gene_
 from methods.learngene.stages import collective_artifact, open_world_artifact
 from methods.registry import register
 from methods.settings import LearngeneSettings
+from methods.stacked import StackedEpisodes, StackedIndividualNet, stack_named, train_stacked
 from methods.training import derived_seed, rng, train_supervised
 
 _S = {"family": "learngene", "settings": LearngeneSettings}
@@ -40,8 +41,12 @@ _S = {"family": "learngene", "settings": LearngeneSettings}
           **_S, uniform=True, inherit_position="top")
 @register("learngene-official", "The released code's behaviour: double softmax, EWC off, weights leak across tasks, "
           "4-image last batch", **_S, faithful_softmax=True, ewc_lambda=0.0, reuse_across_tasks=True, last_batch="keep")
-class Learngene(Method):
-    """Learngene: a fresh individual model per episode = new random front + inherited learngene + new head."""
+class Learngene(StackedEpisodes, Method):
+    """Learngene: a fresh individual model per episode = new random front + inherited learngene + new head.
+
+    On CUDA, episodes train stacked (methods/stacked.py), the EWC penalty included (a sum of
+    elementwise terms, so each episode's gradient stays its own); not with `reuse_across_tasks`,
+    whose episodes depend on each other."""
 
     records_curve = True
 
@@ -109,3 +114,50 @@ class Learngene(Method):
             extra["ewc_penalty_final"] = float(penalty(model).detach())
         return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model), extra=extra)
+
+    def uses_stacking(self) -> bool:
+        return super().uses_stacking() and not self.s.reuse_across_tasks
+
+    def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
+        s = self.s
+        t0 = time.perf_counter()
+        nets, fishers = [], []
+        for ep in episodes:  # initialisation and Fisher exactly as run_episode draws them, in its order
+            torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
+            net = build_individual(self.gene, ep.n_way, self.image_size, s.width).to(self.device)
+            if s.ewc_lambda > 0:
+                fishers.append(fisher_diagonal(net, ep.support_x, ep.support_y, gene_param_names(net),
+                                               n_samples=s.fisher_samples, estimator=s.fisher_estimator,
+                                               generator=rng(ep.seed, "fisher", ep.index)))
+            nets.append(net)
+        params, gene_params = count_params(nets[0]), sum(p.numel() for p in nets[0].gene.parameters())
+        penalty: list[EWCPenalty] = []
+
+        def on_stack(model: StackedIndividualNet) -> None:
+            if fishers:  # one penalty over the stacked parameters = the sum of the episodes' penalties
+                penalty.append(EWCPenalty(model, stack_named(fishers), s.ewc_lambda))
+
+        curves, model = train_stacked(
+            nets, [ep.support_x for ep in episodes], [ep.support_y for ep in episodes], epochs=s.epochs, lr=s.lr,
+            momentum=s.momentum, weight_decay=s.weight_decay, batch_size=s.batch_size,
+            generators=[rng(ep.seed, "episode", ep.index) for ep in episodes], device=self.device,
+            eval_xs=[ep.query_x for ep in episodes], eval_ys=[ep.query_y for ep in episodes],
+            crop_padding=s.crop_padding, last_batch=s.last_batch, curve=episodes[0].record_curve,
+            extra_loss=(lambda m: penalty[0](m)) if fishers else None, on_stack=on_stack)
+        wall = (time.perf_counter() - t0) / len(episodes)  # the stack's wall time, shared equally
+        extra = {"ewc_lambda": s.ewc_lambda, "gene_blocks": [i + 1 for i in self.gene["indices"]],
+                 "gene_widths": list(self.gene["widths"]), "gene_source": self.gene_source,
+                 "gene_params": gene_params}
+        finals = _per_episode_penalty(penalty[0], model, len(episodes)) if penalty else None
+        return [EpisodeResult(accuracy=c[-1], curve=c if ep.record_curve else None, wall_s=wall, params=params,
+                              extra={**extra, **({"ewc_penalty_final": finals[i]} if finals else {})})
+                for i, (ep, c) in enumerate(zip(episodes, curves, strict=True))]
+
+
+@torch.no_grad()
+def _per_episode_penalty(penalty: EWCPenalty, model: StackedIndividualNet, n: int) -> list[float]:
+    """Each episode's own EWC penalty from the stacked one (its chunk of every stacked tensor)."""
+    params = dict(model.named_parameters())
+    total = sum((penalty.fisher[k] * (params[k] - penalty.anchor[k]).pow(2)).reshape(n, -1).sum(1)
+                for k in penalty.names)
+    return [float(v) for v in penalty.lam * 0.5 * total]
