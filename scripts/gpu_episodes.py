@@ -37,9 +37,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def episodes_per_second(env: Env, method: str, shots: int, n: int, curve: bool) -> tuple[float, float]:
-    env.prepared(method, 0)  # base training outside the timing
-    run_episodes(env, method, "novel", shots, 0, 1, curve=curve)  # warm-up (kernels, allocator)
+def episodes_per_second(env: Env, method: str, shots: int, n: int, curve: bool,
+                        stack: bool | None = None) -> tuple[float, float]:
+    """Episodes/s and mean accuracy; `stack` sets the method's stacked-episode switch (None = its
+    default: stacked on CUDA for the methods that have the path)."""
+    m = env.prepared(method, 0)  # base training outside the timing
+    if hasattr(m, "stack_episodes"):
+        m.stack_episodes = stack
+    run_episodes(env, method, "novel", shots, 0, 2, curve=curve)  # warm-up (kernels, allocator)
     sync(env.device)
     t0 = time.perf_counter()
     rows = run_episodes(env, method, "novel", shots, 1, n, curve=curve)
@@ -106,10 +111,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--stacked-episodes", type=int, default=32, help="episodes per stacked/one-at-a-time timing")
+    ap.add_argument("--methods", default=",".join(TRAINERS), help="trainers timed one at a time")
+    ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", type=Path, default=Path("results/gpu_episodes.md"))
     args = ap.parse_args()
     device = torch.device(args.device)
-    prof = copy.deepcopy(load_profile("quick"))
+    prof = copy.deepcopy(load_profile(args.profile))
     prof["data"]["synthetic"] = {"num_classes": 40, "train_per_class": 40, "test_per_class": 20}
     prof.pop("experiments", None)
     width = float(prof["individual"]["width"])
@@ -121,20 +129,40 @@ def main() -> int:
              f"uint8 tensor as for real data). Base training is excluded; {args.episodes} episodes each.", "",
              "| method | shots | episodes/s (table cell: final evaluation only) | episodes/s (curve: every epoch) |",
              "|---|---|---:|---:|"]
-    result: dict = {"device": name, "torch": torch.__version__, "trainers": {}}
+    result: dict = {"device": name, "torch": torch.__version__, "trainers": {}, "stacked": {}}
     with tempfile.TemporaryDirectory() as tmp:
         env = Env(RunSpec("synthetic", "", 32, prof, tmp, device=args.device))
-        for m in TRAINERS:
+        for m in (t for t in TRAINERS if t in args.methods.split(",")):
             for k in (10, 20):
-                table, _ = episodes_per_second(env, m, k, args.episodes, curve=False)
-                curve, _ = episodes_per_second(env, m, k, args.episodes, curve=True)
+                table, _ = episodes_per_second(env, m, k, args.episodes, curve=False, stack=False)
+                curve, _ = episodes_per_second(env, m, k, args.episodes, curve=True, stack=False)
                 result["trainers"][f"{m}/{k}"] = {"table": table, "curve": curve}
                 lines.append(f"| {m} | {k} | {table:.2f} | {curve:.2f} |")
                 print(lines[-1], flush=True)
+        stacked_lines = ["", "The stacked-episode path (`methods/stacked.py`, on by default on CUDA for scratch and "
+                         f"learngene; stacks of 16) against one episode at a time, {args.stacked_episodes} table-cell "
+                         "episodes each (mean accuracy over the same episodes beside each):", "",
+                         "| method | shots | one at a time: episodes/s (acc) | stacked: episodes/s (acc) | gain |",
+                         "|---|---|---:|---:|---:|"]
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for m in ("scratch", "learngene"):
+            for k in (10, 20):
+                one, acc1 = episodes_per_second(env, m, k, args.stacked_episodes, curve=False, stack=False)
+                many, accs = episodes_per_second(env, m, k, args.stacked_episodes, curve=False, stack=None)
+                result["stacked"][f"{m}/{k}"] = {"one": one, "stacked": many, "acc_one": acc1, "acc_stacked": accs}
+                stacked_lines.append(f"| {m} | {k} | {one:.2f} ({100 * acc1:.1f}) | {many:.2f} ({100 * accs:.1f}) "
+                                     f"| {many / one:.1f}x |")
+                print(stacked_lines[-1], flush=True)
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            result["peak_gpu_mib"] = peak
+            stacked_lines.append(f"\nPeak GPU memory over these runs: {peak:.0f} MiB.")
+    lines += stacked_lines
     gains = [stacking_gain(width, e, device) for e in (4, 16, 64)]
     result["stacking"] = gains
-    lines += ["", "Stacking E episodes into one network (grouped convolutions; one SGD step, batch 25; the "
-              "per-episode gain is E x one step / one stacked step):", "",
+    lines += ["", "The bound that motivated the stacked path (a prototype of E stacked trunks, grouped "
+              "convolutions; one SGD step, batch 25; per-episode gain = E x one step / one stacked step):", "",
               "| E | one episode's step | E stacked episodes' step | per-episode gain |", "|---:|---:|---:|---:|"]
     lines += [f"| {g['E']} | {g['one_step_ms']:.2f} ms | {g['stacked_step_ms']:.2f} ms | {g['gain']:.1f}x |"
               for g in gains]
