@@ -5,26 +5,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from bench.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:")
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from cli_helpers import one_line_error as assert_one_line_error
+from cli_helpers import run
 
 
 def test_list_methods_shows_every_method_with_description(capsys):

@@ -8,29 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bench.cli import main
+from cli_helpers import one_line_error, run
 
 SMOKE = Path(__file__).resolve().parents[1] / "bench" / "profiles" / "smoke.toml"
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:"), lines[0]
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture

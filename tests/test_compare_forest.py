@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import one_line_error, run
 from conftest import PALETTE, write_image
 from scipy import stats
 
@@ -17,22 +18,6 @@ from bench.forest import forest_table
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def write_runs(results: Path, rows: list[tuple[str, int, int, int, float]], px: int = 32) -> Path:

@@ -13,34 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_profile import tiny_profile
 
 from bench import cli
 from bench.executors import RAY_MISSING, pool_shape
 from bench.runner import Cell, RunSpec
 from methods.artifacts import ArtifactCache
 
-PROFILE = """\
-name = "executor-test"
-[data]
-image_size = 16
-synthetic = { num_classes = 40, train_per_class = 20, test_per_class = 5 }
-[episodes]
-n_way = 5
-shots = [5, 10]
-open_world_shots = 5
-queries = 5
-tasks = 1
-seeds = 2
-artifact_seed = "cell"
-[individual]
-width = 0.25
-epochs = 3
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-batch_size = 16
-crop_padding = 0
-"""
+PROFILE = tiny_profile("executor-test", epochs=3)
 N_CELLS = 4
 
 

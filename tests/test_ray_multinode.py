@@ -16,31 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_profile import tiny_profile
 
 from bench import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = """\
-name = "ray-multinode-test"
-[data]
-image_size = 16
-synthetic = { num_classes = 40, train_per_class = 20, test_per_class = 5 }
-[episodes]
-n_way = 5
-shots = [5, 10, 15]
-open_world_shots = 5
-queries = 5
-tasks = 2
-seeds = 2
-artifact_seed = "cell"
-[individual]
-width = 0.25
-epochs = 2
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-batch_size = 16
-crop_padding = 0
+PROTONET = """\
 [methods.protonet]
 meta_iterations = 4
 train_way = 5
@@ -50,6 +31,7 @@ lr = 0.001
 lr_halve_every = 2000
 bn_recalibration_episodes = 2
 """
+PROFILE = tiny_profile("ray-multinode-test", shots=(5, 10, 15), tasks=2, extra=PROTONET)
 N_CELLS = 6  # 2 seeds (2 artifact groups, fewer than the 3 nodes: one node must be shipped weights) x 3 shots
 
 

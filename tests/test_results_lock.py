@@ -16,33 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_profile import tiny_profile
 
 from bench.errors import UsageError
 from bench.lock import ResultsLock
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = """\
-name = "lock-test"
-[data]
-image_size = 16
-synthetic = { num_classes = 40, train_per_class = 20, test_per_class = 5 }
-[episodes]
-n_way = 5
-shots = [5, 10]
-open_world_shots = 5
-queries = 5
-tasks = 1
-seeds = 2
-artifact_seed = "cell"
-[individual]
-width = 0.25
-epochs = 2
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-batch_size = 16
-crop_padding = 0
-"""
+PROFILE = tiny_profile("lock-test")
 
 
 def test_second_lock_is_refused_with_the_holder_named(tmp_path):

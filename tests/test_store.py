@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_profile import tiny_profile
 
 from bench.collect import collect
 from bench.store import ResultsStore
@@ -126,28 +127,7 @@ def test_every_store_file_is_fsynced_and_renamed(tmp_path, monkeypatch):
     assert sorted(p.name for p in d.iterdir()) == ["cell.json", "done", "result.json"]
 
 
-LOCK_PROFILE = """\
-name = "damage-test"
-[data]
-image_size = 16
-synthetic = { num_classes = 40, train_per_class = 20, test_per_class = 5 }
-[episodes]
-n_way = 5
-shots = [5]
-open_world_shots = 5
-queries = 5
-tasks = 1
-seeds = 2
-artifact_seed = "cell"
-[individual]
-width = 0.25
-epochs = 2
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-batch_size = 16
-crop_padding = 0
-"""
+LOCK_PROFILE = tiny_profile("damage-test", shots=(5,))
 
 
 def test_truncated_result_fails_report_then_a_rerun_recomputes_it(tmp_path, capsys, monkeypatch):
