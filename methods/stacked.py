@@ -184,7 +184,7 @@ class StackedEpisodes:
     trains each with `_run_stack`, and returns results in the input order; elsewhere it falls back
     to one episode at a time."""
 
-    #: None = stack on CUDA only (on the CPU it is slower, issue 10); True forces it (the tests
+    #: None = stack on CUDA only (on the CPU grouped convolutions are slower); True forces it (the tests
     #: compare it with the one-at-a-time path on the CPU); False never.
     stack_episodes: bool | None = None
     #: The most episodes in one stack.
