@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 
 install: $(VENV)/.installed
 
-## run: the main job — every method, every experiment (default profile: quick). Pass options with ARGS="...".
+## run: the main job — every method, every experiment (default profile: quick), one worker per core. Pass options with ARGS="...".
 run: install
-	$(PY) -m bench run --method all $(ARGS)
+	$(PY) -m bench run --method all --executor process $(ARGS)
 
 ## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
 test: install unit smoke
