@@ -58,9 +58,8 @@ def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, ep
               lambda: torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay),
               epochs=epochs, module=head,
-              after_epoch=evaluate if curve and eval_feats is not None and eval_labels is not None else None)
-    if not curve and eval_feats is not None and eval_labels is not None and epochs > 0:
-        return [evaluate()]
+              after_epoch=evaluate if eval_feats is not None and eval_labels is not None else None,
+              every_epoch=curve)
     return log.epochs
 
 

@@ -161,9 +161,8 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
 
     log = fit(loss_of, batches, lambda: torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                                          weight_decay=weight_decay),
-              epochs=epochs, module=model, after_epoch=evaluate if curve else None)
-    per_epoch = log.epochs if curve else ([evaluate()] if epochs > 0 else [])
-    return [list(c) for c in zip(*per_epoch, strict=True)] if per_epoch else [[] for _ in range(e)], model
+              epochs=epochs, module=model, after_epoch=evaluate, every_epoch=curve)
+    return [list(c) for c in zip(*log.epochs, strict=True)] if log.epochs else [[] for _ in range(e)], model
 
 
 def stacked_name(name: str) -> str:

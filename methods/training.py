@@ -170,7 +170,8 @@ class FitLog:
 def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterable[Any]],
         optimizer: Callable[[], Optimizer], *, epochs: int = 1,
         scheduler: Callable[[Optimizer], Any] | None = None, module: nn.Module | None = None,
-        after_epoch: Callable[[], Any] | None = None, fresh_optimizer_each_epoch: bool = False,
+        after_epoch: Callable[[], Any] | None = None, every_epoch: bool = True,
+        fresh_optimizer_each_epoch: bool = False,
         keep_losses: bool = False, progress: str | None = None, total: int | None = None) -> FitLog:
     """Minimise `loss_of(batch)` over `batches(epoch)` for `epochs` epochs.
 
@@ -181,6 +182,8 @@ def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterabl
         scheduler: builds a scheduler stepped after every optimiser step.
         module: put in train mode at the start of every epoch (evaluation callbacks switch it back).
         after_epoch: called after every epoch; its values are `FitLog.epochs` (e.g. query accuracy).
+        every_epoch: False calls `after_epoch` after the last epoch only (a table needs the final
+            accuracy, a figure the curve; evaluation touches no random stream, so the number is the same).
         keep_losses: record every step's loss (a device sync per step; only for logs of base training).
         progress: a label shows a progress bar (base training: pre-training, meta-training, collective
             tasks); per-episode training passes None. `total`: its number of steps, when known.
@@ -215,7 +218,7 @@ def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterabl
                 if keep_losses:
                     log.losses.append(float(loss.detach()))
                 bar.update()
-            if after_epoch is not None:
+            if after_epoch is not None and (every_epoch or epoch == epochs - 1):
                 log.epochs.append(after_epoch())
     finally:
         bar.close()
@@ -252,9 +255,7 @@ def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, e
     n = x_u8.shape[0]
     log = fit(loss_of, shuffled_batches(n, batch_size, generator, last_batch),
               lambda: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay),
-              epochs=epochs, module=model, after_epoch=evaluate if curve else None,
+              epochs=epochs, module=model, after_epoch=evaluate, every_epoch=curve,
               fresh_optimizer_each_epoch=reset_optimizer_each_epoch, progress=progress,
               total=epochs * -(-n // batch_size))
-    if not curve and evaluate is not None and epochs > 0:
-        return [evaluate()]
     return log.epochs
