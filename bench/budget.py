@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from bench.errors import UsageError
 from bench.profiles import load_profile, resolve
 from bench.runner import Env, RunSpec, run_episodes
 from bench.stats import mean_ci95
+from bench.usage import cpu_name
 from methods.registry import UnknownMethodError
 from methods.registry import entry as method_entry
 from tasks.errors import DataError
@@ -124,17 +124,6 @@ def summarise(d: pd.DataFrame, factor: float) -> pd.DataFrame:
                     "delta": dm, "delta_ci": dh, "n": n, "prepare_s_1x": one.prepare_s.iloc[0],
                     "prepare_s_2x": two.prepare_s.iloc[0], "converged": bool(abs(dm) < CONVERGED_POINTS)})
     return pd.DataFrame(out)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (speed figures are meaningless without it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def to_markdown(s: pd.DataFrame, command: str, profile: str, factor: float) -> str:

@@ -1,4 +1,4 @@
-"""CPU time and peak memory of a run, for the run record (`meta/runs.jsonl`).
+"""CPU time and peak memory of a run (for the run record, `meta/runs.jsonl`), and what the CPU is.
 
 Why: "both cores busy" is a claim about CPU seconds per wall second, and the memory budget is about
 the largest process; both are read from the kernel's accounting (`getrusage`), which covers the
@@ -7,7 +7,9 @@ record is written). Ray's workers belong to the raylet, not the driver, so they 
 """
 from __future__ import annotations
 
+import platform
 import resource
+from pathlib import Path
 
 
 def cpu_seconds() -> float:
@@ -21,3 +23,27 @@ def peak_rss_mib() -> dict[str, float]:
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"peak_rss_mib_driver": round(own.ru_maxrss / 1024, 1),
             "peak_rss_mib_worker": round(kids.ru_maxrss / 1024, 1)}
+
+
+def _cpuinfo(key: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (a speed figure is meaningless without it)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_bf16_support() -> str:
+    """Which bf16 matrix instructions the CPU has: AMX tiles, AVX-512 BF16, or none (emulated)."""
+    flags = (_cpuinfo("flags") or "").split()
+    if not flags:
+        return "unknown"
+    have = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return "+".join(have) if have else "none (bf16 emulated)"

@@ -21,6 +21,7 @@ import torch
 
 from bench.profiles import load_profile
 from bench.runner import Env, RunSpec, run_episodes
+from bench.usage import cpu_bf16_support
 from methods.settings import ComputeSettings
 from methods.training import set_compute
 
@@ -29,15 +30,6 @@ POLICIES = {"fp32": ComputeSettings(), "channels_last": ComputeSettings(channels
 LOOPS = {"individual training": "scratch", "collective training": "learngene", "episodic meta-training": "protonet",
          "pre-training": "finetune"}
 EPISODES = 10
-
-
-def cpu_bf16_support() -> str:
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    have = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return "+".join(have) if have else "none (bf16 emulated)"
 
 
 def _profile() -> dict:
