@@ -126,10 +126,10 @@ def summarise(d: pd.DataFrame, factor: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def to_markdown(s: pd.DataFrame, command: str, profile: str, factor: float) -> str:
+def to_markdown(s: pd.DataFrame, commands: list[str], profile: str, factor: float) -> str:
     cpu = cpu_name()
     lines = ["# Base-training budgets (validation classes)", "",
-             f"`{command}` — profile `{profile}`; accuracy (%) on seeded 5-way episodes of the open-world "
+             "; ".join(f"`{c}`" for c in commands) + f" — profile `{profile}`; accuracy (%) on seeded 5-way episodes of the open-world "
              f"classes (the validation classes; novel classes are never used to choose a budget), every "
              f"episode run at 1x and {factor:g}x the budget. ± is the half-width of the 95 % Student-t "
              f"confidence interval over episodes; Δ is paired (same episodes). Converged = |Δ| < "
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path("results/budgets.md"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other methods' rows already in the --out CSV (measure methods one at a time)")
     args = ap.parse_args(argv)
     try:
         names = [m for m in args.method.split(",") if m]
@@ -170,12 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, UnknownMethodError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    d = pd.DataFrame(rows)
-    s = summarise(d, args.factor)
     command = "python -m bench.budget " + " ".join(argv if argv is not None else sys.argv[1:])
+    d = pd.DataFrame(rows).assign(command=command, cpu=cpu_name(), cores=os.cpu_count(), device=args.device)
+    csv = args.out.with_suffix(".csv")
+    if args.append and csv.exists():
+        old = pd.read_csv(csv)
+        d = pd.concat([old[~old.method.isin(names)], d], ignore_index=True)
+    s = summarise(d, args.factor)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(to_markdown(s, command, profile.get("name", args.profile), args.factor))
-    d.to_csv(args.out.with_suffix(".csv"), index=False)
+    args.out.write_text(to_markdown(s, list(dict.fromkeys(d["command"].fillna(command))),
+                                    profile.get("name", args.profile), args.factor))
+    d.to_csv(csv, index=False)
     print(args.out.read_text())
     return 0 if np.isfinite(s.delta).all() else 1
 

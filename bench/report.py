@@ -17,7 +17,7 @@ import pandas as pd
 from bench.atomic import atomic_write_text
 from bench.stats import fmt_ci, mean_ci95
 
-METHOD_ORDER = ("maml", "fomaml", "protonet", "protomaml", "matchingnet", "finetune", "finetune++", "deepemd",
+METHOD_ORDER = ("random-ncm", "maml", "fomaml", "protonet", "protomaml", "matchingnet", "finetune", "finetune++", "deepemd",
                 "scratch", "learngene-ewc0", "learngene", "learngene-ewc5000")
 
 CI_NOTE = ("± is the half-width of the 95% Student-t confidence interval over all episodes of all seeds "

@@ -8,6 +8,7 @@ import pandas as pd
 from bench.atomic import atomic_write_text
 from bench.report import ReportContext
 from bench.stats import mean_ci95
+from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check
 
 
 def paired_gap(df: pd.DataFrame, a: str, b: str) -> tuple[float, float, int] | None:
@@ -22,19 +23,28 @@ def paired_gap(df: pd.DataFrame, a: str, b: str) -> tuple[float, float, int] | N
     return mean_ci95(diff) if len(diff) else None
 
 
+#: Table 3's headline comparisons: learngene against scratch (inheritance vs architecture), against
+#: λ=0 (the retain loss) and against every baseline, in this order.
+HEADLINE_OPPONENTS = ("scratch", "learngene-ewc0", "maml", "fomaml", "protonet", "protomaml", "matchingnet",
+                      "finetune", "finetune++", "deepemd")
+
+
 def claims(df: pd.DataFrame) -> list[str]:
-    """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots."""
+    """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots, each with a note
+    when its paired CI is wider than `verdicts.DECISIVE_HALF_WIDTH` points."""
     out = []
     t3 = df[(df.experiment == "table3")]
     for key, g in ReportContext.groups(t3):
         for shots in sorted(g["shots"].dropna().unique()):
             gs = g[g.shots == shots]
-            for other in ("scratch", "learngene-ewc0", "deepemd", "protonet", "finetune", "finetune++", "maml"):
+            for other in HEADLINE_OPPONENTS:
                 if {"learngene", other} <= set(gs.method):
                     res = paired_gap(gs, "learngene", other)
                     if res:
+                        wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
+                            f" — CI wider than ±{DECISIVE_HALF_WIDTH:g}: more episodes needed"
                         out.append("- " + claim(f"{key.dataset} {key.image_size}px, {int(shots)}-shot",
-                                                "learngene", other, res))
+                                                "learngene", other, res) + wide)
     return out
 
 
@@ -73,12 +83,30 @@ def collective_health(df: pd.DataFrame) -> list[str]:
             parts.append(f"forgetting {forget:.3f}")
         if auroc is not None:
             parts.append(f"open-world AUROC {auroc:.3f}")
+        probe = probe_gap(g)
+        if probe:
+            parts.append(probe)
         verdict = ""
         if just_learnt is not None and just_learnt < 0.3:
             verdict = (" — **near chance: at this budget the collective model has not learnt, so this run cannot "
                        "test the paper's claim that its learngene helps**")
         out.append(f"- {key.dataset} {key.image_size}px ({key.profile}): " + ", ".join(parts) + verdict)
     return out
+
+
+def probe_gap(g: pd.DataFrame) -> str | None:
+    """Nearest class mean on novel episodes with the collective trunk's features, trained vs random."""
+    p = g[(g.experiment == "fig3") & (g.metric == "accuracy")]
+    if not {"collective-ncm", "collective-ncm-random"} <= set(p.method):
+        return None
+    parts = []
+    for shots, gs in p.groupby("shots"):
+        m, h, n = paired_gap(gs, "collective-ncm", "collective-ncm-random")
+        tm = gs[gs.method == "collective-ncm"]["value"].mean() * 100
+        rm = gs[gs.method == "collective-ncm-random"]["value"].mean() * 100
+        parts.append(f"{int(shots)}-shot {tm:.2f} % vs {rm:.2f} % ({m * 100:+.2f} ± {h * 100:.2f}, n={n})")
+    return ("its features (all 13 blocks, so through the inherited top blocks) separate novel classes by nearest "
+            "class mean, trained vs randomly initialised: " + "; ".join(parts))
 
 
 def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
@@ -99,6 +127,19 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
               "Paired differences of final accuracy over the same episodes (mean ± 95% t-CI); 'yes' only when the CI "
               "excludes 0.", ""]
     lines += claims(df) or ["- (no Table 3 cells with learngene and a comparison method yet)"]
+    figure_lines, floor_lines = [], []
+    for key, g in ReportContext.groups(df):
+        for line in figure_verdicts(g):
+            figure_lines.append(line.replace("- ", f"- {key.dataset} {key.image_size}px: ", 1))
+        for line in floor_check(g):
+            floor_lines.append(line.replace("- ", f"- {key.dataset} {key.image_size}px, ", 1))
+    lines += ["", "## The paper's figure claims on our data", "",
+              "Rules fixed before the run (bench/verdicts.py); paired 95% t-CI over the same episodes.", ""]
+    lines += figure_lines or ["- (no Figure 4 / 6 cells yet)"]
+    lines += ["", "## The floor", "",
+              "No trained method should sit at or below nearest class mean on randomly initialised features "
+              "(`random-ncm`, same backbone, same episodes):", ""]
+    lines += floor_lines or ["- (no random-ncm cells yet)"]
     lines += ["", "## Did the collective model learn?", "",
               "Learngene can only help if the collective model it inherits from learnt something. Its own numbers "
               "(task-aware 5-way accuracy on held-out images of its continual tasks, chance = 0.20; open-world AUROC, "

@@ -5,6 +5,9 @@ Choices where references disagree (the paper, LibFewShot and easyfsl):
 - Training episodes: `train_way`-way, `train_shots`-shot, `train_queries` queries per class from the
   profile; the paper trains with more ways than it tests (20/30-way) and matches the shot to the test
   shot. One artifact serves every test shot, so `train_shots` is a single profile value.
+- `random-ncm` is ProtoNet with 0 meta-iterations: nearest class mean on randomly initialised
+  features (BN running statistics still re-estimated on base episodes). It is the floor every
+  trained method must beat; a method below it has learnt nothing transferable (or has a bug).
 - Optimiser: Adam (`lr`), halved every `lr_halve_every` meta-iterations (the paper halves every 2000
   episodes); no weight decay. BatchNorm: batch statistics while meta-training, running statistics at
   test (the standard non-transductive evaluation), re-estimated exactly over
@@ -38,6 +41,8 @@ def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor, n_way
 
 @register("protonet", "Prototypical Networks: class-mean prototypes, -squared Euclidean logits (episodic meta-training)",
           settings=ProtoNetSettings)
+@register("random-ncm", "The floor: nearest class mean on an untrained (random) trunk, BN statistics from base episodes",
+          family="protonet", settings=ProtoNetSettings, meta_iterations=0)
 class ProtoNet(MetricLearner):
     family = "protonet"
 

@@ -28,6 +28,7 @@ import torch
 METHOD_MODULES = (
     "methods.scratch",
     "methods.learngene.method",
+    "methods.learngene.probe",
     "methods.maml",
     "methods.protonet",
     "methods.matchingnet",

@@ -43,3 +43,17 @@ def test_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert not out.exists()
+
+
+def test_append_keeps_other_methods_rows_and_replaces_the_remeasured_one(tmp_path):
+    out = tmp_path / "budgets.md"
+    common = ["--profile", "smoke", "--dataset", "synthetic", "--tasks", "2", "--out", str(out)]
+    assert budget.main(["--method", "protonet", *common]) == 0
+    assert budget.main(["--method", "matchingnet", "--append", *common]) == 0
+    text = out.read_text()
+    assert "| protonet |" in text and "| matchingnet |" in text and "--method matchingnet --append" in text
+    assert budget.main(["--method", "protonet", "--append", *common]) == 0
+    import pandas as pd
+
+    d = pd.read_csv(tmp_path / "budgets.csv")
+    assert sorted(d.groupby("method").size().to_dict().items()) == [("matchingnet", 8), ("protonet", 8)]

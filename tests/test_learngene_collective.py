@@ -201,3 +201,36 @@ def test_widen_and_deepen_in_train_mode_make_train_mode_modules():
     widen(net, 12, 2, torch.Generator().manual_seed(0))
     deepen(net, 1)
     assert all(m.training for m in net.modules())
+
+
+def test_collective_accuracy_is_measured_on_held_out_images_only(small_run, monkeypatch):
+    """The "accuracy right after each task" the results README reports (R[t][t]) reads only the
+    tasks' held-out test images: the images evaluated are exactly the tasks' test-pool images, no
+    test image is a training image, and blanking every train-pool image leaves R unchanged."""
+    import methods.learngene.collective as collective
+    from tasks.imageset import TEST_POOL
+
+    data, tasks, cfg = small_run
+    for tk in tasks:
+        assert not set(tk.test_idx.tolist()) & set(tk.train_idx.tolist())
+        assert bool((data.pool[tk.test_idx] == TEST_POOL).all())
+    learner = ContinualLearner(CollectiveNet(10, 32, width=0.125), data, {**cfg, "epochs": 1},
+                               device=torch.device("cpu"), seed=0)
+    learner.learn(tasks[0])
+    learner.learn(tasks[1])
+    seen = []
+    real_predict = collective.predict
+
+    def spy(net, images, device, *a, **k):
+        seen.append(images.clone())
+        return real_predict(net, images, device, *a, **k)
+
+    monkeypatch.setattr(collective, "predict", spy)
+    before = learner.evaluate()
+    assert torch.equal(seen[-1], data.images[torch.cat([tasks[0].test_idx, tasks[1].test_idx])])
+    saved = data.images.clone()
+    try:
+        data.images[data.pool != TEST_POOL] = 0
+        assert learner.evaluate() == before
+    finally:
+        data.images.copy_(saved)

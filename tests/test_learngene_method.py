@@ -188,3 +188,28 @@ def test_open_world_stage_does_not_depend_on_the_global_rng(setup, tmp_path):
         art = open_world_artifact(src, collective_settings(prof), ArtifactCache(root), "cpu")
         finals.append(art["final"]["state"])
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_collective_probes_read_the_checkpoint_or_a_random_trunk(setup):
+    """collective-ncm embeds with exactly the learngene checkpoint's trunk; collective-ncm-random has
+    the same widths but none of its weights; both classify by the nearest class mean."""
+    from methods.learngene.collective import model_from_state
+    from methods.training import predict
+
+    src, cache, prof, eps = setup
+    trained = registry.get("collective-ncm")
+    trained.prepare(src, method_settings(prof, "collective-ncm"), cache)
+    rand = registry.get("collective-ncm-random")
+    rand.prepare(src, method_settings(prof, "collective-ncm-random"), cache)
+    art = collective_artifact(src, method_settings(prof, "learngene").collective, cache, "cpu")
+    ref = model_from_state(art["checkpoints"]["2"])
+    for k, v in ref.state_dict().items():
+        assert torch.equal(trained.trunk.net.state_dict()[k], v), k
+    conv = [k for k, v in ref.state_dict().items() if v.dim() == 4]
+    assert [rand.trunk.net.state_dict()[k].shape for k in conv] == [ref.state_dict()[k].shape for k in conv]
+    assert not any(torch.equal(rand.trunk.net.state_dict()[k], ref.state_dict()[k]) for k in conv)
+    e = eps[0]
+    zs, zq = predict(trained.trunk, e.support_x, trained.device), predict(trained.trunk, e.query_x, trained.device)
+    means = torch.stack([zs[e.support_y == c].mean(0) for c in range(5)])
+    expected = float((torch.cdist(zq.double(), means.double()).argmin(1) == e.query_y).double().mean())
+    assert abs(trained.run_episode(e).accuracy - expected) < 1e-6

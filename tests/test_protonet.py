@@ -46,3 +46,26 @@ def test_protonet_episode_is_pure_and_weights_are_cached(tmp_path):
     again = registry.get("protonet")
     again.prepare(src, method_settings(H.profile(), again.name), cache)  # loads, does not retrain
     assert len(cache.built) == 1 and H.same_state(before, H.state_snapshot(again.encoder))
+
+
+def test_random_ncm_is_nearest_class_mean_on_the_untrained_trunk(tmp_path):
+    """The floor row: no meta-training step touches the weights (only BN running statistics are
+    re-estimated), and its prediction is the nearest class mean of the trunk's embeddings."""
+    from methods.episodic import derived_seed, seeded
+    from methods.training import predict
+
+    src = H.source()
+    m = registry.get("random-ncm")
+    settings = method_settings(H.profile(), m.name)
+    assert settings.meta_iterations == 0
+    m.prepare(src, settings, H.cache(tmp_path))
+    with seeded(derived_seed(src.seed, m.family)):
+        fresh = m.build(src.data.image_size, settings)
+    for (name, p), q in zip(m.encoder.named_parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(p.detach().cpu(), q.detach()), f"{name} moved: the floor must stay untrained"
+    ep = H.episodes(src, n=1)[0]
+    zs = predict(m.encoder, ep.support_x, m.device).double()
+    zq = predict(m.encoder, ep.query_x, m.device).double()
+    means = torch.stack([zs[ep.support_y == k].mean(0) for k in range(ep.n_way)])
+    expected = float((torch.cdist(zq, means).argmin(1) == ep.query_y).double().mean())
+    assert abs(m.run_episode(ep).accuracy - expected) < 1e-6

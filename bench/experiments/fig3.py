@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.experiments.selection import artifact_seeds
+from bench.experiments.selection import artifact_seeds, probe_methods
 from bench.plots import heatmap
-from bench.profiles import collective_settings
+from bench.profiles import collective_settings, episode_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec
+from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 from methods.learngene.openworld import continual_metrics
 from methods.learngene.stages import collective_artifact
 
@@ -27,9 +27,15 @@ DESCRIPTION = "Figure 3: judgement-criterion heat map rho(layer, task) of the co
 
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    if not any(m.startswith("learngene") for m in methods):
-        return []
-    return [Cell(NAME, "learngene", {"seed": s}) for s in artifact_seeds(spec.profile)]
+    """The collective run's ρ and accuracy matrix, plus the feature probes on Table 3's novel episodes
+    (nearest class mean on the trained collective trunk and on a random one, paired)."""
+    ep = episode_settings(spec.profile)
+    out = []
+    if any(m.startswith("learngene") for m in methods):
+        out += [Cell(NAME, "learngene", {"seed": s}) for s in artifact_seeds(spec.profile)]
+    out += [Cell(NAME, m, {"analysis": "probe", "pool": "novel", "shots": k, "seed": s})
+            for s in range(ep.seeds) for k in ep.shots for m in probe_methods(methods)]
+    return out
 
 
 def rank_layers_by_trend(rows: list[dict[str, Any]], mode: str = "signed",
@@ -59,6 +65,8 @@ def rank_layers_by_trend(rows: list[dict[str, Any]], mode: str = "signed",
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
+    if cell.params.get("analysis") == "probe":
+        return run_cell_episodes(env, cell, "novel", curve=False)
     art = collective_artifact(env.source(cell.params["seed"]), collective_settings(env.spec.profile), env.cache,
                               env.device)
     rows = [{"metric": f"rho_{r['mode']}", "task": int(r["task"]), "layer": int(r["layer"]), "value": float(r["rho"]),
@@ -92,5 +100,5 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
                       f"{key.dataset} {key.image_size}px, profile {key.profile}",
                 xlabel="continual task", ylabel="conv layer (1 = input side)", cbar=f"ρ ({mode}: "
                 f"{'g > σ' if mode == 'signed' else '|g| > σ'})",
-                note=f"mean over {g['seed'].nunique()} seed(s) of the collective model; top rows = top layers"))
+                note=f"mean over {rho['seed'].nunique()} seed(s) of the collective model; top rows = top layers"))
     return out

@@ -9,8 +9,10 @@ from bench.profiles import episode_settings
 
 FIG6B_VARIANTS = ("learngene-front", "learngene-middle", "learngene-top-uniform")
 OPEN_WORLD_VARIANT = "learngene-openworld"
+#: Feature probes of the collective model (methods/learngene/probe.py): Figure 3's analysis rows.
+PROBES = ("collective-ncm", "collective-ncm-random")
 # Variants that are not rows of Table 3 (they belong to another experiment or duplicate `learngene`).
-NOT_IN_TABLE3 = {*FIG6B_VARIANTS, OPEN_WORLD_VARIANT, "learngene-ewc1000"}
+NOT_IN_TABLE3 = {*FIG6B_VARIANTS, OPEN_WORLD_VARIANT, "learngene-ewc1000", *PROBES}
 
 
 def table3_methods(selected: list[str]) -> list[str]:
@@ -20,7 +22,7 @@ def table3_methods(selected: list[str]) -> list[str]:
 def table2_methods(selected: list[str]) -> list[str]:
     """Baselines and scratch test directly on open-world classes; learngene's row is the variant whose
     collective model recognised and learnt those classes first (reconstructed protocol)."""
-    out = [m for m in selected if not m.startswith("learngene")]
+    out = [m for m in selected if not m.startswith("learngene") and m not in PROBES]
     if OPEN_WORLD_VARIANT in selected or "learngene" in selected:
         out.append(OPEN_WORLD_VARIANT)
     return out
@@ -35,3 +37,10 @@ def fig6b_methods(selected: list[str]) -> list[str]:
 def artifact_seeds(profile: dict) -> list[int]:
     """Seeds whose collective model differs: every seed when artifacts are per cell, else one."""
     return episode_settings(profile).artifact_seeds()
+
+
+def probe_methods(selected: list[str]) -> list[str]:
+    """The collective-feature probes run whenever learngene does (they read its collective model)."""
+    if "learngene" in selected:
+        return list(PROBES)
+    return [m for m in PROBES if m in selected]

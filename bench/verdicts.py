@@ -1,0 +1,148 @@
+"""Verdict lines for the paper's claims that live in its figures, and the floor check.
+
+Each function reads the tidy rows of one dataset / image size / profile and returns sentences with a
+paired 95 % Student-t CI (over the same episodes: seed, shots, episode index), so a reader sees both
+the effect and whether the data can decide it. The rules are stated in each sentence; they are the
+definitions below, chosen before looking at any result:
+
+- Figure 4 (a/b), "learngene reaches its plateau in ~10 epochs, scratch in ~40": per episode, the
+  plateau epoch is the first epoch whose query accuracy is within `PLATEAU_POINTS` of that episode's
+  final-epoch accuracy; compared paired (scratch − learngene).
+- Figure 4 (c/d), "60 % with 25 samples per class; scratch needs 3x the samples": learngene's accuracy
+  at 25 samples per class against 60 %, and against scratch at 2x and 4x the samples (paired: the
+  episodes' classes and queries are the same, a larger support set contains the smaller one).
+- Figure 6 (b), "the top position beats middle and front by ~2 points": paired final accuracy of the
+  top-position learngene minus each other position.
+- Floor: every method's mean accuracy against nearest class mean on random features (`random-ncm`),
+  paired, per shot.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import mean_ci95
+
+#: Accuracy points within which an episode's curve counts as having reached its final accuracy.
+PLATEAU_POINTS = 1.0
+#: A paired CI half-width (points) at or below which a headline comparison counts as decided by design.
+DECISIVE_HALF_WIDTH = 1.5
+KEYS = ["seed", "shots", "episode"]
+
+
+def _fmt(m: float, h: float, n: int, unit: str = "points") -> str:
+    half = "n/a" if math.isnan(h) else f"{h:.2f}"
+    return f"{m:+.2f} ± {half} {unit} (paired, n={n})"
+
+
+def _decide(m: float, h: float) -> str:
+    if math.isnan(h):
+        return "not resolved (one episode)"
+    return "yes" if m - h > 0 else ("no (the opposite holds)" if m + h < 0 else "not resolved (CI spans 0)")
+
+
+def plateau_epochs(curves: pd.DataFrame, points: float = PLATEAU_POINTS) -> pd.Series:
+    """First epoch (as numbered in the rows, 1-based) whose accuracy is within `points` of the episode's final-epoch accuracy,
+    per (seed, shots, episode) of one method's curve rows (`epoch`, `value` in [0, 1])."""
+    out = {}
+    for key, g in curves.groupby(KEYS):
+        g = g.sort_values("epoch")
+        acc = g["value"].to_numpy() * 100
+        out[key] = float(g["epoch"].to_numpy()[int(np.argmax(acc >= acc[-1] - points))])
+    return pd.Series(out, dtype=float)
+
+
+def fig4_plateau(g: pd.DataFrame) -> list[str]:
+    c = g[(g.experiment == "fig4") & (g.panel == "curves") & (g.metric == "curve")]
+    if not {"learngene", "scratch"} <= set(c.method):
+        return []
+    lg, sc = plateau_epochs(c[c.method == "learngene"]), plateau_epochs(c[c.method == "scratch"])
+    diff = (sc - lg).dropna()
+    if diff.empty:
+        return []
+    m, h, n = mean_ci95(diff)
+    lm, lh, _ = mean_ci95(lg)
+    sm, sh, _ = mean_ci95(sc)
+    epochs = int(c["epoch"].max())
+    return [f"- Fig. 4(a/b) \"learngene reaches its plateau in ~10 epochs, scratch in ~40\" ({int(c['shots'].iloc[0])} "
+            f"shots, {epochs} epochs; plateau = first epoch within {PLATEAU_POINTS:g} point of the episode's final "
+            f"accuracy): learngene at epoch {lm:.1f} ± {lh:.1f}, scratch at {sm:.1f} ± {sh:.1f}; learngene earlier "
+            f"by {_fmt(m, h, n, 'epochs')}: **{_decide(m, h)}**"]
+
+
+def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    diff = (a - b).dropna() * 100
+    return mean_ci95(diff)
+
+
+def fig4_samples(g: pd.DataFrame) -> list[str]:
+    s = g[(g.experiment == "fig4") & (g.panel == "samples") & (g.metric == "accuracy")]
+    if not {"learngene", "scratch"} <= set(s.method):
+        return []
+
+    def acc(method: str, shots: int) -> pd.Series:
+        r = s[(s.method == method) & (s.shots == shots)]
+        return r.set_index(["seed", "episode"])["value"]
+
+    out = []
+    lg25 = acc("learngene", 25)
+    if len(lg25):
+        m, h, n = mean_ci95(lg25 * 100)
+        word = "yes" if m - h >= 60 else ("no" if m + h < 60 else "not resolved (CI spans 60 %)")
+        out.append(f"- Fig. 4(c/d) \"60 % with 25 samples per class\": learngene reaches {m:.2f} ± {h:.2f} % "
+                   f"(n={n}): **{word}**")
+        for factor in (2, 4):
+            sc = acc("scratch", 25 * factor)
+            if len(sc):
+                m, h, n = _paired(lg25, sc)
+                out.append(f"- Fig. 4(c/d) \"scratch needs 3x the samples\": learngene with 25 samples per class minus "
+                           f"scratch with {25 * factor}: {_fmt(m, h, n)} — learngene still ahead: **{_decide(m, h)}**")
+    for shots in sorted(s.shots.unique()):
+        m, h, n = _paired(acc("learngene", int(shots)), acc("scratch", int(shots)))
+        if n:
+            out.append(f"- Fig. 4(c/d) at {int(shots)} samples per class: learngene minus scratch {_fmt(m, h, n)}: "
+                       f"**{_decide(m, h)}**")
+    return out
+
+
+def fig6_positions(g: pd.DataFrame) -> list[str]:
+    b = g[(g.experiment == "fig6") & (g.panel == "position") & (g.metric == "accuracy")]
+    top = "learngene-top-uniform"
+    if top not in set(b.method):
+        return []
+    ref = b[b.method == top].set_index(KEYS)["value"]
+    out = []
+    for other, label in (("learngene-middle", "middle"), ("learngene-front", "front")):
+        o = b[b.method == other].set_index(KEYS)["value"]
+        m, h, n = _paired(ref, o)
+        if n:
+            out.append(f"- Fig. 6(b) \"the top position beats {label} by ~2 points\": top minus {label} {_fmt(m, h, n)}: "
+                       f"**{_decide(m, h)}**")
+    return out
+
+
+def floor_check(g: pd.DataFrame, experiment: str = "table3") -> list[str]:
+    """Methods whose mean accuracy is not above the random-feature floor (paired, per shot)."""
+    t = g[(g.experiment == experiment) & (g.metric == "accuracy")]
+    if "random-ncm" not in set(t.method):
+        return []
+    out = []
+    for shots, gs in t.groupby("shots"):
+        floor = gs[gs.method == "random-ncm"].set_index(KEYS)["value"]
+        fm, fh, _ = mean_ci95(floor * 100)
+        below = []
+        for method, gm in gs.groupby("method"):
+            if method == "random-ncm":
+                continue
+            m, h, n = _paired(gm.set_index(KEYS)["value"], floor)
+            if n and m <= 0:
+                below.append(f"{method} ({_fmt(m, h, n)})")
+        verdict = ("every method is above it" if not below else "**at or below it: " + "; ".join(below) + "**")
+        out.append(f"- {int(shots)}-shot floor (random features + nearest class mean): {fm:.2f} ± {fh:.2f} %; {verdict}")
+    return out
+
+
+def figure_verdicts(g: pd.DataFrame) -> list[str]:
+    return fig4_plateau(g) + fig4_samples(g) + fig6_positions(g)

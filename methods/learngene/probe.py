@@ -1,0 +1,90 @@
+"""Probes of the collective model's features: does what learngene inherits separate novel classes?
+
+Learngene can only help if the collective network it inherits from learnt features that transfer. These
+two analysis methods answer that directly on the Table 3 episodes, with no training on the support
+set: embed support and queries with the collective network's conv trunk (all 13 blocks, so the
+features come *out of* the inherited top blocks), and classify each query by the nearest class mean.
+
+- `collective-ncm`: the trunk at the learngene checkpoint, exactly as learngene inherits it (BN running
+  statistics included).
+- `collective-ncm-random`: the same architecture (the checkpoint's widths, widenings included),
+  randomly initialised, BN running statistics re-estimated on base-class episodes. The gap between
+  the two is what continual training put into the features.
+
+They are rows of Figure 3's analysis, not of Table 3: they are probes, not few-shot learners.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from methods.backbones import CollectiveNet, count_params
+from methods.base import EpisodeData, EpisodeResult, Method, SourceData
+from methods.episodic import meta_train_tasks, recalibrate_bn
+from methods.learngene.collective import model_from_state
+from methods.learngene.stages import collective_artifact
+from methods.protonet import prototype_logits
+from methods.registry import register
+from methods.settings import LearngeneSettings
+from methods.training import accuracy, derived_seed, predict, seeded
+
+#: Base-class episodes (5-way, 10 shots + 15 queries each) that set the random trunk's BN statistics.
+BN_EPISODES = 20
+
+
+class Trunk(nn.Module):
+    """The collective network's conv trunk as an embedding (flattened, after the last pool)."""
+
+    def __init__(self, net: CollectiveNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+
+@register("collective-ncm", "Probe: nearest class mean on the collective network's features at the learngene "
+          "checkpoint (no support-set training)", family="learngene", settings=LearngeneSettings)
+class CollectiveNCM(Method):
+    """Nearest class mean on the collective trunk at the learngene checkpoint (see module docstring)."""
+
+    family = "learngene"
+    random_init = False
+
+    def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
+        c = settings.collective
+        art = collective_artifact(source, c, cache, self.device)
+        t = c.learngene_task
+        entry = art["checkpoints"].get(str(t)) or (art["final"] if t == c.tasks - 1 else None)
+        if entry is None:
+            raise ValueError(f"no collective checkpoint after task {t}; kept: {sorted(map(int, art['checkpoints']))}")
+        net = model_from_state(entry)
+        if self.random_init:
+            with seeded(derived_seed(source.seed, "collective-ncm-random")):
+                net = CollectiveNet(entry["n_outputs"], entry["image_size"], widths=list(entry["widths"]), width=1.0,
+                                    fc_width=entry["fc_width"], pool_after=tuple(entry["pool_after"]))
+            self.trunk = Trunk(net).to(self.device)
+            recalibrate_bn(self.trunk, meta_train_tasks(source, 5, 10, 15, BN_EPISODES,
+                                                        derived_seed(source.seed, "collective-ncm-bn"), self.device))
+        else:
+            self.trunk = Trunk(net).to(self.device)
+        self.trunk.eval()
+
+    def run_episode(self, episode: EpisodeData) -> EpisodeResult:
+        t0 = time.perf_counter()
+        zs = predict(self.trunk, episode.support_x, self.device)
+        zq = predict(self.trunk, episode.query_x, self.device)
+        logits = prototype_logits(zs, episode.support_y.to(self.device), zq, episode.n_way)
+        return EpisodeResult(accuracy=accuracy(logits, episode.query_y), wall_s=time.perf_counter() - t0,
+                             params=count_params(self.trunk))
+
+
+@register("collective-ncm-random", "Probe: nearest class mean on the collective architecture, randomly initialised "
+          "(the reference for collective-ncm)", family="learngene", settings=LearngeneSettings)
+class RandomCollectiveNCM(CollectiveNCM):
+    """The same trunk, randomly initialised: what the features are worth without continual training."""
+
+    random_init = True
