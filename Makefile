@@ -8,7 +8,7 @@ SMOKE_DIR ?= $(CURDIR)/.smoke-results
 # user cache (python -m bench says how to provide data, or use ARGS="--dataset synthetic").
 export BENCH_DATA_DIR ?= $(if $(wildcard ../shared/data/*),$(abspath ../shared/data))
 
-.PHONY: run test install unit smoke lint bench clean
+.PHONY: run test install unit smoke lint bench clean recipe-checks
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 ## run: the main job — every method, every experiment (default profile: quick), one worker per core. Pass options with ARGS="...".
 run: install
 	$(PY) -m bench run --method all --executor process $(ARGS)
+
+## recipe-checks: learngene with one recipe knob changed (inherited blocks' lr x0.1 / x10, BN statistics reset) on Table 3's episodes, into the same results.
+recipe-checks: install
+	$(PY) -m bench run --method learngene-genelr0.1,learngene-genelr10,learngene-bnreset --experiment table3 --executor process $(ARGS)
 
 ## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
 test: install unit smoke

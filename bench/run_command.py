@@ -28,9 +28,9 @@ from bench.store import ResultsStore
 from bench.usage import cpu_seconds, peak_rss_mib
 
 
-def _select(value: str, valid: list[str], what: str) -> list[str]:
+def _select(value: str, valid: list[str], what: str, all_names: list[str] | None = None) -> list[str]:
     if value == "all":
-        return list(valid)
+        return list(valid if all_names is None else all_names)
     chosen = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in chosen if v not in valid]
     if bad or not chosen:
@@ -99,7 +99,7 @@ def cmd_run(args) -> int:
 
     check_executor(args.executor)
     profile = profiles_mod.load_profile(args.profile)
-    method_names = validate.unique(_select(args.method, methods.names(), "method"), "--method")
+    method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all()), "--method")
     experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
     if args.dataset != "auto":
         from tasks.datasets import dataset_names

@@ -48,6 +48,24 @@ def claims(df: pd.DataFrame) -> list[str]:
     return out
 
 
+#: Learngene variants that change one recipe knob (methods/learngene/recipe_checks.py; `make recipe-checks`).
+RECIPE_CHECKS = ("learngene-genelr0.1", "learngene-genelr10", "learngene-bnreset")
+
+
+def recipe_checks(df: pd.DataFrame) -> list[str]:
+    """Each recipe check minus learngene (and minus scratch), paired, per dataset/size/shots."""
+    out = []
+    t3 = df[(df.experiment == "table3")]
+    for key, g in ReportContext.groups(t3):
+        for shots in sorted(g["shots"].dropna().unique()):
+            gs = g[g.shots == shots]
+            for check in RECIPE_CHECKS:
+                for ref in ("learngene", "scratch"):
+                    if {check, ref} <= set(gs.method) and (res := paired_gap(gs, check, ref)):
+                        out.append("- " + claim(f"{key.dataset} {key.image_size}px, {int(shots)}-shot", check, ref, res))
+    return out
+
+
 def verdict(mean: float, half: float) -> str:
     """'yes' only when the 95% CI of a − b lies above 0; 'no' when it lies below; else not resolved."""
     return "yes" if mean - half > 0 else ("no (it is worse)" if mean + half < 0 else "not resolved (CI spans 0)")
@@ -133,6 +151,11 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
             figure_lines.append(line.replace("- ", f"- {key.dataset} {key.image_size}px: ", 1))
         for line in floor_check(g):
             floor_lines.append(line.replace("- ", f"- {key.dataset} {key.image_size}px, ", 1))
+    checks = recipe_checks(df)
+    if checks:
+        lines += ["", "## Is learngene's result our recipe?", "",
+                  "One knob changed per variant (methods/learngene/recipe_checks.py), same episodes; paired 95% t-CI:", ""]
+        lines += checks
     lines += ["", "## The paper's figure claims on our data", "",
               "Rules fixed before the run (bench/verdicts.py); paired 95% t-CI over the same episodes.", ""]
     lines += figure_lines or ["- (no Figure 4 / 6 cells yet)"]

@@ -14,7 +14,7 @@ Example::
     result = m.run_episode(episode)
 """
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
-from methods.registry import describe, get, names, register, settings_for
+from methods.registry import describe, get, names, names_in_all, register, settings_for
 
-__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "register",
+__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "names_in_all", "register",
            "settings_for"]

@@ -96,6 +96,8 @@ class Method(abc.ABC):
     name: str = ""
     #: True when run_episode trains on the support set and fills EpisodeResult.curve.
     records_curve: bool = False
+    #: False for analysis variants that `--method all` leaves out (they run only when named).
+    in_all: bool = True
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)

@@ -29,6 +29,7 @@ METHOD_MODULES = (
     "methods.scratch",
     "methods.learngene.method",
     "methods.learngene.probe",
+    "methods.learngene.recipe_checks",
     "methods.maml",
     "methods.protonet",
     "methods.matchingnet",
@@ -113,6 +114,12 @@ def _load_all() -> None:
 def names() -> list[str]:
     _load_all()
     return list(_REGISTRY)
+
+
+def names_in_all() -> list[str]:
+    """What `--method all` runs: every method except analysis variants whose class sets `in_all = False`
+    (the learngene recipe checks), which run only when named."""
+    return [n for n in names() if getattr(_REGISTRY[n].factory, "in_all", True)]
 
 
 def describe() -> dict[str, str]:

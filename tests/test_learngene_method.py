@@ -213,3 +213,34 @@ def test_collective_probes_read_the_checkpoint_or_a_random_trunk(setup):
     means = torch.stack([zs[e.support_y == c].mean(0) for c in range(5)])
     expected = float((torch.cdist(zq.double(), means.double()).argmin(1) == e.query_y).double().mean())
     assert abs(trained.run_episode(e).accuracy - expected) < 1e-6
+
+
+def test_recipe_checks_change_one_thing_and_stay_out_of_all(setup):
+    src, cache, prof, eps = setup
+    assert not {"learngene-genelr0.1", "learngene-genelr10", "learngene-bnreset"} & set(registry.names_in_all())
+    assert "learngene" in registry.names_in_all()
+    base = registry.get("learngene")
+    base.prepare(src, method_settings(prof, "learngene"), cache)
+    slow = registry.get("learngene-genelr0.1")
+    slow.prepare(src, method_settings(prof, "learngene-genelr0.1"), cache)
+    torch.manual_seed(0)
+    net = slow.individual_model(5)
+    groups = slow.optimizer_params(net)
+    lr = slow.s.lr
+    assert groups[1]["lr"] == pytest.approx(0.1 * lr) and "lr" not in groups[0]
+    gene_ids = {id(p) for p in net.gene.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == gene_ids
+    assert not gene_ids & {id(p) for p in groups[0]["params"]}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(net.parameters()))
+    assert base.optimizer_params(net) is None
+    reset = registry.get("learngene-bnreset")
+    reset.prepare(src, method_settings(prof, "learngene-bnreset"), cache)
+    torch.manual_seed(0)
+    kept, fresh = base.individual_model(5), reset.individual_model(5)
+    bn_kept = [m for m in kept.gene.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bn_fresh = [m for m in fresh.gene.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert any(not torch.equal(m.running_var, torch.ones_like(m.running_var)) for m in bn_kept)
+    assert all(torch.equal(m.running_var, torch.ones_like(m.running_var)) and not m.running_mean.any() for m in bn_fresh)
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(bn_kept, bn_fresh, strict=True))  # γ inherited
+    r_base, r_slow = base.run_episode(eps[0]), slow.run_episode(eps[0])
+    assert r_base.accuracy != r_slow.accuracy or r_base.curve != r_slow.curve

@@ -92,7 +92,7 @@ class Learngene(StackedEpisodes, Method):
         if s.reuse_across_tasks and self._carry is not None:
             model = self._carry  # the released code's leak: start from the previous task's weights
         else:
-            model = build_individual(self.gene, episode.n_way, self.image_size, s.width)
+            model = self.individual_model(episode.n_way)
         model.to(self.device)
         penalty = None
         if s.ewc_lambda > 0:
@@ -104,7 +104,7 @@ class Learngene(StackedEpisodes, Method):
             model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,
             weight_decay=s.weight_decay, batch_size=s.batch_size, generator=g, device=self.device,
             eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, extra_loss=penalty,
-            last_batch=s.last_batch, curve=episode.record_curve)
+            last_batch=s.last_batch, curve=episode.record_curve, params=self.optimizer_params(model))
         if s.reuse_across_tasks:
             self._carry = model
         extra = {"ewc_lambda": s.ewc_lambda, "gene_blocks": [i + 1 for i in self.gene["indices"]],
@@ -114,6 +114,14 @@ class Learngene(StackedEpisodes, Method):
             extra["ewc_penalty_final"] = float(penalty(model).detach())
         return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
                              params=count_params(model), extra=extra)
+
+    def individual_model(self, n_way: int) -> torch.nn.Module:
+        """A fresh individual model around the learngene (torch's seed set by the caller)."""
+        return build_individual(self.gene, n_way, self.image_size, self.s.width)
+
+    def optimizer_params(self, model: torch.nn.Module) -> list | None:
+        """What SGD optimises (None = every parameter at the recipe's lr); recipe checks override it."""
+        return None
 
     def uses_stacking(self) -> bool:
         return super().uses_stacking() and not self.s.reuse_across_tasks
