@@ -117,7 +117,8 @@ def cell_options(cell: Cell) -> dict:
 def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's directory. The cell's
     resolved method settings (defaults included) are stored with it."""
-    profile = {k: v for k, v in spec.profile.items() if k != "experiments"}
+    # The profile's description is prose, not a setting: editing it must not invalidate stored cells.
+    profile = {k: v for k, v in spec.profile.items() if k not in ("experiments", "description")}
     # Only this experiment's own section: tuning Figure 4 must not invalidate Table 3's cells.
     profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
     settings = profiles.method_settings(spec.profile, cell.method, cell_options(cell))

@@ -121,3 +121,22 @@ class ResultsStore:
             if self.damage(d) is not None:
                 continue
             yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())
+
+    def drop_description(self) -> int:
+        """Re-store cells whose config still holds the profile's `description` (stores written before
+        the description left the cell key) under the current key; returns how many moved. Numbers and
+        files are unchanged except that field."""
+        moved = 0
+        for d in self._marked():
+            if self.damage(d) is not None:
+                continue
+            config = json.loads((d / "cell.json").read_text())
+            if "description" not in config.get("profile", {}):
+                continue
+            config["profile"] = {k: v for k, v in config["profile"].items() if k != "description"}
+            self.write(config, json.loads((d / "result.json").read_text()))
+            for f in ("done", "cell.json", "result.json"):
+                (d / f).unlink()
+            d.rmdir()
+            moved += 1
+        return moved

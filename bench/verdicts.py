@@ -54,7 +54,13 @@ def plateau_epochs(curves: pd.DataFrame, points: float = PLATEAU_POINTS) -> pd.S
     return pd.Series(out, dtype=float)
 
 
+def _has(g: pd.DataFrame, *columns: str) -> bool:
+    return all(c in g.columns for c in columns)
+
+
 def fig4_plateau(g: pd.DataFrame) -> list[str]:
+    if not _has(g, "panel", "epoch"):
+        return []
     c = g[(g.experiment == "fig4") & (g.panel == "curves") & (g.metric == "curve")]
     if not {"learngene", "scratch"} <= set(c.method):
         return []
@@ -78,6 +84,8 @@ def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
 
 
 def fig4_samples(g: pd.DataFrame) -> list[str]:
+    if not _has(g, "panel"):
+        return []
     s = g[(g.experiment == "fig4") & (g.panel == "samples") & (g.metric == "accuracy")]
     if not {"learngene", "scratch"} <= set(s.method):
         return []
@@ -108,6 +116,8 @@ def fig4_samples(g: pd.DataFrame) -> list[str]:
 
 
 def fig6_positions(g: pd.DataFrame) -> list[str]:
+    if not _has(g, "panel"):
+        return []
     b = g[(g.experiment == "fig6") & (g.panel == "position") & (g.metric == "accuracy")]
     top = "learngene-top-uniform"
     if top not in set(b.method):

@@ -185,3 +185,16 @@ def test_report_removes_tables_of_experiments_without_rows(tmp_path, capsys, mon
     assert (results / "tables" / "table3.md").exists() and (results / "tables" / "my-notes.md").exists()
     readme = (results / "README.md").read_text()
     assert "table2" not in readme and "fig3" not in readme
+
+
+def test_cells_stored_with_a_description_move_to_the_key_without_it(tmp_path):
+    from bench.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    old = {"experiment": "table3", "method": "scratch", "profile": {"name": "quick", "description": "words"}}
+    store.write(old, {"rows": [{"metric": "accuracy", "value": 0.5}]})
+    assert store.drop_description() == 1
+    new = {"experiment": "table3", "method": "scratch", "profile": {"name": "quick"}}
+    assert store.is_done(new) and not store.is_done(old)
+    assert [r for _, r in store.iter_done()] == [{"rows": [{"metric": "accuracy", "value": 0.5}]}]
+    assert store.drop_description() == 0
