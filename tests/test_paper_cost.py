@@ -1,0 +1,69 @@
+"""scripts/paper_cost.py end to end on the CPU at a tiny scale (the smoke profile, small synthetic data):
+every Table 3 component has a row, and the extrapolated total is a finite number of seconds."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+import methods
+from bench.experiments.selection import table3_methods
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paper_cost.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("paper_cost", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["paper_cost"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paper_cost_table_has_every_component(tmp_path):
+    torch.set_num_threads(1)
+    mod = load_script()
+    out = tmp_path / "cost.md"
+    rc = mod.main(["--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
+                   "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = {r["key"]: r for r in result["rows"]}
+    table3 = table3_methods(methods.names())
+    expected = {"collective", "pretrain:linear", "pretrain:cosine", "prepare:random-ncm",
+                *(f"episodes:{m}" for m in table3),
+                *(f"meta:{m}" for m in ("protonet", "matchingnet", "maml", "fomaml", "protomaml", "deepemd"))}
+    assert expected <= set(rows), sorted(expected - set(rows))
+    assert not result["errors"] and not result["skipped"]
+    for key in expected:
+        r = rows[key]
+        assert r["status"] == "ok" and math.isfinite(r["seconds"]) and r["seconds"] > 0, r
+        assert r["units"] > 0 and math.isfinite(r["sec_per_unit"]), r
+    assert math.isfinite(result["total_s"]) and result["total_s"] > 0
+    assert math.isclose(result["total_s"], sum(r["seconds"] for r in result["rows"]))
+    text = out.read_text()
+    for r in result["rows"]:
+        assert f"| {r['component']} |" in text
+    assert "**total**" in text and "extrapolated" in text and result["device"] in text
+
+
+def test_missing_library_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """Without learn2learn or POT the rows of MAML and DeepEMD say why, and the rest still runs."""
+    torch.set_num_threads(1)
+    methods.names()  # the registry is loaded before POT disappears (other tests in this process need it)
+    mod = load_script()
+    monkeypatch.setitem(sys.modules, "ot", None)
+    monkeypatch.setitem(sys.modules, "learn2learn", None)
+    out = tmp_path / "cost.md"
+    rc = mod.main(["--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
+                   "--threads", "1", "--out", str(out), "--only", "meta:maml,episodes:deepemd,prepare"])
+    assert rc == 0
+    rows = {r["key"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    assert rows["meta:maml"]["status"] == "skipped" and "learn2learn" in rows["meta:maml"]["note"]
+    assert rows["episodes:deepemd"]["status"] == "skipped" and "ot" in rows["episodes:deepemd"]["note"]
+    assert rows["prepare:random-ncm"]["status"] == "ok"
+    assert "without:" in out.read_text()
