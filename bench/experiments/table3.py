@@ -26,6 +26,24 @@ def run(cell: Cell, env: Env) -> list[dict]:
     return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"], curve=False)
 
 
+def recipe_caption(group: pd.DataFrame) -> str:
+    """What the reader must know to compare rows: the capacity control, both support-set recipes, and
+    where the suite's settings leave the paper's."""
+    params = group[group.metric == "params"].groupby("method")["value"].first()
+    parts = []
+    if {"scratch", "learngene"} <= set(params.index):
+        same = int(params["scratch"]) == int(params["learngene"])
+        parts.append(f"*Control:* scratch and learngene train {'the same' if same else 'DIFFERENT'} network "
+                     f"({int(params['scratch']):,} vs {int(params['learngene']):,} parameters), so their gap is the "
+                     "inheritance, not the architecture.")
+    parts.append("*Recipes:* support-set trainers use equal-sized batches (`last_batch = \"balanced\"`); "
+                 "`learngene-official` keeps the paper's literal recipe (a short last batch, double softmax, no "
+                 "EWC, weights carried from task to task). *Deviations from the paper:* widths, budgets and the "
+                 "collective model's optimiser are the profile's (see its TOML and README \"Budgets\"), "
+                 "chosen on validation classes, never on these novel classes.")
+    return "\n".join(parts)
+
+
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
     sections = []
     for key, group in ctx.groups(df):
@@ -34,5 +52,6 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
         sections.append(method_table(
             acc, ctx.meta(key), columns=[(f"{k}-shot", acc.shots == k, lambda m, k=k, key=key: paper.table3(m, key.image_size, k))
                                          for k in shots],
-            title="Table 3: novel classes, 5-way", paper_col=paper.column_for(key.image_size)))
+            title="Table 3: novel classes, 5-way", paper_col=paper.column_for(key.image_size),
+            extra_caption=recipe_caption(group)))
     return [ctx.write_table(NAME, "# Table 3: 5-way accuracy on novel classes", sections)]
