@@ -133,7 +133,8 @@ def to_markdown(s: pd.DataFrame, commands: list[str], profile: str, factor: floa
              f"classes (the validation classes; novel classes are never used to choose a budget), every "
              f"episode run at 1x and {factor:g}x the budget. ± is the half-width of the 95 % Student-t "
              f"confidence interval over episodes; Δ is paired (same episodes). Converged = |Δ| < "
-             f"{CONVERGED_POINTS:g} point. Wall times are base training on {os.cpu_count()} cores ({cpu}).", "",
+             f"{CONVERGED_POINTS:g} point. Train s = base-training wall time on this machine ({os.cpu_count()} cores, {cpu}); "
+             "a run given `--threads 1` while other jobs shared the machine reads as an upper bound.", "",
              "| Method | budget knob | shots | 1x | acc 1x | 2x | acc 2x | Δ (2x − 1x) | converged | train s 1x / 2x |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in s.itertuples():
@@ -145,7 +146,9 @@ def to_markdown(s: pd.DataFrame, commands: list[str], profile: str, factor: floa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.budget", description=__doc__.splitlines()[0])
-    ap.add_argument("--method", required=True, help="comma-separated method names")
+    ap.add_argument("--method", help="comma-separated method names")
+    ap.add_argument("--from-csv", type=Path, nargs="+", default=None, metavar="CSV",
+                    help="measure nothing: render --out from the rows of earlier runs' CSVs (runs made in parallel)")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--dataset", default="tiny-imagenet")
@@ -154,10 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=20, help="validation episodes per seed and shot")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: all cores); 1 when several budget runs share the machine")
     ap.add_argument("--out", type=Path, default=Path("results/budgets.md"))
     ap.add_argument("--append", action="store_true",
                     help="keep the other methods' rows already in the --out CSV (measure methods one at a time)")
     args = ap.parse_args(argv)
+    if args.from_csv:
+        missing = [str(p) for p in args.from_csv if not p.is_file()]
+        if missing:
+            print(f"error: --from-csv: no such file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        d = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
+        return _write(d, args, list(dict.fromkeys(d["command"])), args.profile)
+    if not args.method:
+        print("error: --method is required (or --from-csv to render earlier runs)", file=sys.stderr)
+        return 2
     try:
         names = [m for m in args.method.split(",") if m]
         for m in names:
@@ -167,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve(load_profile(args.profile), image_size=args.image_size)
         shots = [int(k) for k in profile["episodes"]["shots"]]
         with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:  # fresh artifacts: honest wall times
-            spec = RunSpec(args.dataset, args.data_dir, args.image_size, profile, tmp, device=args.device)
+            spec = RunSpec(args.dataset, args.data_dir, args.image_size, profile, tmp, device=args.device,
+                           threads=args.threads)
             rows = [r for m in names for r in measure(spec, m, args.factor, shots, args.seeds, args.tasks)]
     except (UsageError, UnknownMethodError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -178,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.append and csv.exists():
         old = pd.read_csv(csv)
         d = pd.concat([old[~old.method.isin(names)], d], ignore_index=True)
+    return _write(d, args, list(dict.fromkeys(d["command"].fillna(command))), profile.get("name", args.profile))
+
+
+def _write(d: pd.DataFrame, args: argparse.Namespace, commands: list[str], profile: str) -> int:
     s = summarise(d, args.factor)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(to_markdown(s, list(dict.fromkeys(d["command"].fillna(command))),
-                                    profile.get("name", args.profile), args.factor))
-    d.to_csv(csv, index=False)
+    args.out.write_text(to_markdown(s, commands, profile, args.factor))
+    d.to_csv(args.out.with_suffix(".csv"), index=False)
     print(args.out.read_text())
     return 0 if np.isfinite(s.delta).all() else 1
 

@@ -57,3 +57,17 @@ def test_append_keeps_other_methods_rows_and_replaces_the_remeasured_one(tmp_pat
 
     d = pd.read_csv(tmp_path / "budgets.csv")
     assert sorted(d.groupby("method").size().to_dict().items()) == [("matchingnet", 8), ("protonet", 8)]
+
+
+def test_from_csv_renders_parallel_runs_into_one_table(tmp_path, capsys):
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    common = ["--profile", "smoke", "--dataset", "synthetic", "--tasks", "2", "--threads", "1"]
+    assert budget.main(["--method", "protonet", *common, "--out", str(a)]) == 0
+    assert budget.main(["--method", "scratch", *common, "--out", str(b)]) == 0
+    out = tmp_path / "all.md"
+    assert budget.main(["--from-csv", str(a.with_suffix(".csv")), str(b.with_suffix(".csv")), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| protonet |" in text and "| scratch |" in text and "--method scratch" in text
+    capsys.readouterr()
+    assert budget.main(["--from-csv", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
