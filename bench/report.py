@@ -65,6 +65,14 @@ class ReportContext:
                  and int(m.get("image_size", -1)) == key.image_size and m.get("profile") == key.profile]
         return {**(match[-1] if match else {}), "runs": match, "key": key}
 
+    def profile(self, key: GroupKey) -> dict | None:
+        """The resolved profile the run recorded for this dataset/size/profile (meta/profile_*.json)."""
+        path = self.results_dir / "meta" / f"profile_{key.dataset}_{key.image_size}px_{key.profile}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
     @staticmethod
     def tag(key: GroupKey) -> str:
         return f"{key.dataset}_{key.image_size}px_{key.profile}"

@@ -48,3 +48,16 @@ def test_fig6_positions_compare_top_with_each_other_position_on_the_same_episode
     lines = verdicts.fig6_positions(df)
     assert "top minus middle +2.00 ± 0.00" in lines[0] and "**yes**" in lines[0]
     assert "top minus front -2.00 ± 0.00" in lines[1] and "opposite" in lines[1]
+
+
+def test_table3_caption_names_the_deviations_from_the_paper_and_the_capacity_control():
+    from bench.experiments.table3 import recipe_caption
+
+    rows = pd.DataFrame([{"experiment": "table3", "metric": "params", "method": m, "value": 739845.0}
+                         for m in ("scratch", "learngene")])
+    profile = {"individual": {"width": 0.25}, "collective": {"tasks": 21, "epochs": 10, "lr": 0.01}}
+    text = recipe_caption(rows, profile)
+    assert "the same network (739,845 vs 739,845 parameters)" in text
+    assert "width 0.25 (paper 1)" in text and "collective lr 0.01 (paper 0.001)" in text
+    rows.loc[rows.method == "learngene", "value"] = 1.0
+    assert "DIFFERENT" in recipe_caption(rows, None)

@@ -26,7 +26,25 @@ def run(cell: Cell, env: Env) -> list[dict]:
     return run_episodes(env, cell.method, p["pool"], p["shots"], p["seed"], curve=False)
 
 
-def recipe_caption(group: pd.DataFrame) -> str:
+#: (section, key, the paper's value, what it means) of the settings a CPU profile changes most.
+PAPER_SETTINGS = ((("individual",), "width", 1.0, "width"), (("collective",), "tasks", 50, "collective tasks"),
+                  (("collective",), "epochs", 100, "collective epochs per task"),
+                  (("collective",), "lr", 0.001, "collective lr"))
+
+
+def deviations(profile: dict) -> str:
+    """'width 0.25 (paper 1), collective lr 0.01 (paper 0.001), ...' for the settings that differ."""
+    out = []
+    for section, key, ours_paper, label in PAPER_SETTINGS:
+        node = profile
+        for part in section:
+            node = node.get(part, {})
+        if key in node and node[key] != ours_paper:
+            out.append(f"{label} {node[key]:g} (paper {ours_paper:g})")
+    return ", ".join(out)
+
+
+def recipe_caption(group: pd.DataFrame, profile: dict | None = None) -> str:
     """What the reader must know to compare rows: the capacity control, both support-set recipes, and
     where the suite's settings leave the paper's."""
     params = group[group.metric == "params"].groupby("method")["value"].first()
@@ -38,9 +56,10 @@ def recipe_caption(group: pd.DataFrame) -> str:
                      "inheritance, not the architecture.")
     parts.append("*Recipes:* support-set trainers use equal-sized batches (`last_batch = \"balanced\"`); "
                  "`learngene-official` keeps the paper's literal recipe (a short last batch, double softmax, no "
-                 "EWC, weights carried from task to task). *Deviations from the paper:* widths, budgets and the "
-                 "collective model's optimiser are the profile's (see its TOML and README \"Budgets\"), "
-                 "chosen on validation classes, never on these novel classes.")
+                 "EWC, weights carried from task to task). *Deviations from the paper:* "
+                 + (f"{deviations(profile)}; " if profile and deviations(profile) else "")
+                 + "budgets by the rule in README \"Budgets\" (see the profile's TOML), chosen on validation classes, "
+                 "never on these novel classes.")
     return "\n".join(parts)
 
 
@@ -53,5 +72,5 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
             acc, ctx.meta(key), columns=[(f"{k}-shot", acc.shots == k, lambda m, k=k, key=key: paper.table3(m, key.image_size, k))
                                          for k in shots],
             title="Table 3: novel classes, 5-way", paper_col=paper.column_for(key.image_size),
-            extra_caption=recipe_caption(group)))
+            extra_caption=recipe_caption(group, ctx.profile(key))))
     return [ctx.write_table(NAME, "# Table 3: 5-way accuracy on novel classes", sections)]
