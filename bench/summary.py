@@ -42,7 +42,7 @@ def claims(df: pd.DataFrame) -> list[str]:
                     res = paired_gap(gs, "learngene", other)
                     if res:
                         wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
-                            f" — CI wider than ±{DECISIVE_HALF_WIDTH:g}: more episodes needed"
+                            f" (CI wider than the ±{DECISIVE_HALF_WIDTH:g}-point target)"
                         out.append("- " + claim(f"{key.dataset} {key.image_size}px, {int(shots)}-shot",
                                                 "learngene", other, res) + wide)
     return out
