@@ -1,6 +1,7 @@
 """`results/README.md`: a page a reader can skim — what ran, how long, which claims hold."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -29,22 +30,23 @@ HEADLINE_OPPONENTS = ("scratch", "learngene-ewc0", "maml", "fomaml", "protonet",
                       "finetune", "finetune++", "deepemd")
 
 
+def table3_by_shots(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """("<dataset> <px>px, <k>-shot", its Table 3 rows) for every dataset/size/profile and shot count."""
+    for key, g in ReportContext.groups(df[df.experiment == "table3"]):
+        for shots in sorted(g["shots"].dropna().unique()):
+            yield f"{key.dataset} {key.image_size}px, {int(shots)}-shot", g[g.shots == shots]
+
+
 def claims(df: pd.DataFrame) -> list[str]:
     """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots, each with a note
     when its paired CI is wider than `verdicts.DECISIVE_HALF_WIDTH` points."""
     out = []
-    t3 = df[(df.experiment == "table3")]
-    for key, g in ReportContext.groups(t3):
-        for shots in sorted(g["shots"].dropna().unique()):
-            gs = g[g.shots == shots]
-            for other in HEADLINE_OPPONENTS:
-                if {"learngene", other} <= set(gs.method):
-                    res = paired_gap(gs, "learngene", other)
-                    if res:
-                        wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
-                            f" (CI wider than the ±{DECISIVE_HALF_WIDTH:g}-point target)"
-                        out.append("- " + claim(f"{key.dataset} {key.image_size}px, {int(shots)}-shot",
-                                                "learngene", other, res) + wide)
+    for where, gs in table3_by_shots(df):
+        for other in HEADLINE_OPPONENTS:
+            if {"learngene", other} <= set(gs.method) and (res := paired_gap(gs, "learngene", other)):
+                wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
+                    f" (CI wider than the ±{DECISIVE_HALF_WIDTH:g}-point target)"
+                out.append("- " + claim(where, "learngene", other, res) + wide)
     return out
 
 
@@ -54,16 +56,9 @@ RECIPE_CHECKS = ("learngene-genelr0.1", "learngene-genelr10", "learngene-bnreset
 
 def recipe_checks(df: pd.DataFrame) -> list[str]:
     """Each recipe check minus learngene (and minus scratch), paired, per dataset/size/shots."""
-    out = []
-    t3 = df[(df.experiment == "table3")]
-    for key, g in ReportContext.groups(t3):
-        for shots in sorted(g["shots"].dropna().unique()):
-            gs = g[g.shots == shots]
-            for check in RECIPE_CHECKS:
-                for ref in ("learngene", "scratch"):
-                    if {check, ref} <= set(gs.method) and (res := paired_gap(gs, check, ref)):
-                        out.append("- " + claim(f"{key.dataset} {key.image_size}px, {int(shots)}-shot", check, ref, res))
-    return out
+    return ["- " + claim(where, check, ref, res) for where, gs in table3_by_shots(df)
+            for check in RECIPE_CHECKS for ref in ("learngene", "scratch")
+            if {check, ref} <= set(gs.method) and (res := paired_gap(gs, check, ref))]
 
 
 def verdict(mean: float, half: float) -> str:

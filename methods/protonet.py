@@ -39,6 +39,17 @@ def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor, n_way
     return -squared_distances(zq, class_means(zs, ys, n_way))
 
 
+def nearest_mean_episode(encoder: torch.nn.Module, episode: EpisodeData, device: torch.device) -> EpisodeResult:
+    """Embed support and queries with `encoder` (eval mode) and score the queries against the class means:
+    ProtoNet's test episode, and the feature probes' (methods/learngene/probe.py)."""
+    t0 = time.perf_counter()
+    zs = predict(encoder, episode.support_x, device)
+    zq = predict(encoder, episode.query_x, device)
+    logits = prototype_logits(zs, episode.support_y.to(device), zq, episode.n_way)
+    return EpisodeResult(accuracy=accuracy(logits, episode.query_y), wall_s=time.perf_counter() - t0,
+                         params=count_params(encoder))
+
+
 @register("protonet", "Prototypical Networks: class-mean prototypes, -squared Euclidean logits (episodic meta-training)",
           settings=ProtoNetSettings)
 @register("random-ncm", "The floor: nearest class mean on an untrained (random) trunk, BN statistics from base episodes",
@@ -60,9 +71,4 @@ class ProtoNet(MetricLearner):
         return F.cross_entropy(prototype_logits(z[:n_s], task.ys, z[n_s:], way), task.yq)
 
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
-        t0 = time.perf_counter()
-        zs = predict(self.encoder, episode.support_x, self.device)
-        zq = predict(self.encoder, episode.query_x, self.device)
-        logits = prototype_logits(zs, episode.support_y.to(self.device), zq, episode.n_way)
-        return EpisodeResult(accuracy=accuracy(logits, episode.query_y), wall_s=time.perf_counter() - t0,
-                             params=count_params(self.encoder))
+        return nearest_mean_episode(self.encoder, episode, self.device)

@@ -265,11 +265,16 @@ class ContinualLearner:
                 "image_size": int(self.net.image_size), "softmax_output": bool(self.net.softmax_output)}
 
 
+def architecture_of(entry: Mapping[str, Any]) -> CollectiveNet:
+    """A freshly initialised CollectiveNet with the widths/depth of a `ContinualLearner.state()`."""
+    return CollectiveNet(entry["n_outputs"], entry["image_size"], widths=list(entry["widths"]), width=1.0,
+                         fc_width=entry["fc_width"], softmax_output=entry["softmax_output"],
+                         pool_after=tuple(entry["pool_after"]))
+
+
 def model_from_state(entry: Mapping[str, Any]) -> CollectiveNet:
     """Rebuild a CollectiveNet (any widths/depth) from `ContinualLearner.state()`."""
-    net = CollectiveNet(entry["n_outputs"], entry["image_size"], widths=list(entry["widths"]), width=1.0,
-                        fc_width=entry["fc_width"], softmax_output=entry["softmax_output"],
-                        pool_after=tuple(entry["pool_after"]))
+    net = architecture_of(entry)
     net.load_state_dict(entry["state"])
     return net
 

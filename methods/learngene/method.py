@@ -17,7 +17,7 @@ from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
-from methods.learngene.stages import collective_artifact, open_world_artifact
+from methods.learngene.stages import checkpoint_entry, collective_artifact, open_world_artifact
 from methods.registry import register
 from methods.settings import LearngeneSettings
 from methods.stacked import StackedEpisodes, StackedIndividualNet, stack_named, train_stacked
@@ -68,14 +68,7 @@ class Learngene(StackedEpisodes, Method):
             art = collective_artifact(source, c, cache, self.device, uniform=s.uniform,
                                       faithful_softmax=s.faithful_softmax, head=s.head)
             t = c.learngene_task if s.checkpoint is None else s.checkpoint
-            if str(t) in art["checkpoints"]:
-                entry = art["checkpoints"][str(t)]
-            elif t == c.tasks - 1:
-                entry = art["final"]
-            else:
-                raise ValueError(f"no collective checkpoint after task {t}; kept: {sorted(map(int, art['checkpoints']))} "
-                                 f"(add it to [collective].checkpoints or [experiments.fig6].checkpoints)")
-            where = f"task {t}"
+            entry, where = checkpoint_entry(art, c, t), f"task {t}"
         self.gene = extract_learngene(entry, s.inherit_blocks, s.inherit_position)
         self.gene_source = where
         self._carry: torch.nn.Module | None = None

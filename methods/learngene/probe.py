@@ -15,21 +15,20 @@ They are rows of Figure 3's analysis, not of Table 3: they are probes, not few-s
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from methods.backbones import CollectiveNet, count_params
+from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import meta_train_tasks, recalibrate_bn
-from methods.learngene.collective import model_from_state
-from methods.learngene.stages import collective_artifact
-from methods.protonet import prototype_logits
+from methods.learngene.collective import architecture_of, model_from_state
+from methods.learngene.stages import checkpoint_entry, collective_artifact
+from methods.protonet import nearest_mean_episode
 from methods.registry import register
 from methods.settings import LearngeneSettings
-from methods.training import accuracy, derived_seed, predict, seeded
+from methods.training import derived_seed, seeded
 
 #: Base-class episodes (5-way, 10 shots + 15 queries each) that set the random trunk's BN statistics.
 BN_EPISODES = 20
@@ -56,30 +55,18 @@ class CollectiveNCM(Method):
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         c = settings.collective
-        art = collective_artifact(source, c, cache, self.device)
-        t = c.learngene_task
-        entry = art["checkpoints"].get(str(t)) or (art["final"] if t == c.tasks - 1 else None)
-        if entry is None:
-            raise ValueError(f"no collective checkpoint after task {t}; kept: {sorted(map(int, art['checkpoints']))}")
-        net = model_from_state(entry)
+        entry = checkpoint_entry(collective_artifact(source, c, cache, self.device), c, c.learngene_task)
         if self.random_init:
             with seeded(derived_seed(source.seed, "collective-ncm-random")):
-                net = CollectiveNet(entry["n_outputs"], entry["image_size"], widths=list(entry["widths"]), width=1.0,
-                                    fc_width=entry["fc_width"], pool_after=tuple(entry["pool_after"]))
-            self.trunk = Trunk(net).to(self.device)
+                self.trunk = Trunk(architecture_of(entry)).to(self.device)
             recalibrate_bn(self.trunk, meta_train_tasks(source, 5, 10, 15, BN_EPISODES,
                                                         derived_seed(source.seed, "collective-ncm-bn"), self.device))
         else:
-            self.trunk = Trunk(net).to(self.device)
+            self.trunk = Trunk(model_from_state(entry)).to(self.device)
         self.trunk.eval()
 
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
-        t0 = time.perf_counter()
-        zs = predict(self.trunk, episode.support_x, self.device)
-        zq = predict(self.trunk, episode.query_x, self.device)
-        logits = prototype_logits(zs, episode.support_y.to(self.device), zq, episode.n_way)
-        return EpisodeResult(accuracy=accuracy(logits, episode.query_y), wall_s=time.perf_counter() - t0,
-                             params=count_params(self.trunk))
+        return nearest_mean_episode(self.trunk, episode, self.device)
 
 
 @register("collective-ncm-random", "Probe: nearest class mean on the collective architecture, randomly initialised "

@@ -70,6 +70,16 @@ def collective_artifact(source: SourceData, s: CollectiveSettings, cache: Any, d
     return cache.get_or_build("learngene-collective", key, build)
 
 
+def checkpoint_entry(art: dict[str, Any], s: CollectiveSettings, task: int) -> dict[str, Any]:
+    """The stored collective state after `task` (a kept checkpoint, or the final state after the last task)."""
+    if str(task) in art["checkpoints"]:
+        return art["checkpoints"][str(task)]
+    if task == s.tasks - 1:
+        return art["final"]
+    raise ValueError(f"no collective checkpoint after task {task}; kept: {sorted(map(int, art['checkpoints']))} "
+                     f"(add it to [collective].checkpoints or [experiments.fig6].checkpoints)")
+
+
 def open_world_artifact(source: SourceData, s: CollectiveSettings, cache: Any, device: torch.device | str, *,
                         faithful_softmax: bool | None = None, head: str | None = None) -> dict[str, Any]:
     """The open-world stage run on the cached collective model (detection metrics, new tasks, final state)."""
