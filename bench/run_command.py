@@ -23,7 +23,7 @@ from bench.executors import check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.lock import ResultsLock
 from bench.report_command import report_dir
-from bench.runner import Cell, Env, RunSpec, cell_config, env_for, resolve_device
+from bench.runner import Cell, Env, RunSpec, cell_config, env_for, key_profile, resolve_device
 from bench.store import ResultsStore
 from bench.usage import cpu_seconds, peak_rss_mib
 
@@ -143,6 +143,9 @@ def cmd_run(args) -> int:
     store.check_writable()  # the first write: create the results directory
     lock = ResultsLock(store.root).acquire(wait=getattr(args, "wait", False), purpose=_command())
     try:
+        if moved := store.rekey(key_profile):
+            print(f"note: {moved} stored cells moved to the current cell key (their numbers are unchanged)",
+                  file=sys.stderr)
         _run_plans(args, store, profile, plans)
         if not args.no_report:
             return report_dir(Path(args.results_dir))

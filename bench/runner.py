@@ -114,13 +114,24 @@ def cell_options(cell: Cell) -> dict:
     return dict(cell.params.get("method_options") or {})
 
 
+def key_profile(profile: dict) -> dict:
+    """The part of a profile that goes into a cell's key (and its stored config). Left out, so that
+    changing them keeps every stored cell they do not affect: the prose `description`; the
+    `[methods.*]` sections (a cell stores its own method's resolved `settings`, which hold every
+    method key it reads, so raising ProtoNet's budget re-runs only ProtoNet's cells); and
+    `[episodes] seeds` (a cell is one seed: adding seeds adds cells and keeps the old ones)."""
+    out = {k: v for k, v in profile.items() if k not in ("description", "methods")}
+    if "episodes" in out:
+        out["episodes"] = {k: v for k, v in out["episodes"].items() if k != "seeds"}
+    return out
+
+
 def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's directory. The cell's
     resolved method settings (defaults included) are stored with it."""
-    # The profile's description is prose, not a setting: editing it must not invalidate stored cells.
-    profile = {k: v for k, v in spec.profile.items() if k not in ("experiments", "description")}
     # Only this experiment's own section: tuning Figure 4 must not invalidate Table 3's cells.
-    profile["experiments"] = {cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}
+    profile = key_profile({**spec.profile, "experiments": {
+        cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}})
     settings = profiles.method_settings(spec.profile, cell.method, cell_options(cell))
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,19 +122,20 @@ class ResultsStore:
                 continue
             yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())
 
-    def drop_description(self) -> int:
-        """Re-store cells whose config still holds the profile's `description` (stores written before
-        the description left the cell key) under the current key; returns how many moved. Numbers and
-        files are unchanged except that field."""
+    def rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+        """Re-store cells written under an older cell key (their stored profile still holds a field the
+        key now leaves out, see `bench.runner.key_profile`) under the current key; returns how many
+        moved. Results are unchanged: only fields that do not change a cell's numbers leave its config."""
         moved = 0
         for d in self._marked():
             if self.damage(d) is not None:
                 continue
             config = json.loads((d / "cell.json").read_text())
-            if "description" not in config.get("profile", {}):
+            new = {**config, "profile": key_profile(config.get("profile", {}))}
+            if self.cell_dir(new) == d:
                 continue
-            config["profile"] = {k: v for k, v in config["profile"].items() if k != "description"}
-            self.write(config, json.loads((d / "result.json").read_text()))
+            if not self.is_done(new):
+                self.write(new, json.loads((d / "result.json").read_text()))
             for f in ("done", "cell.json", "result.json"):
                 (d / f).unlink()
             d.rmdir()

@@ -187,14 +187,43 @@ def test_report_removes_tables_of_experiments_without_rows(tmp_path, capsys, mon
     assert "table2" not in readme and "fig3" not in readme
 
 
-def test_cells_stored_with_a_description_move_to_the_key_without_it(tmp_path):
+def test_cells_stored_under_an_older_key_move_to_the_current_key(tmp_path):
+    """Description, other methods' sections and the seed count left the key: such cells are kept."""
+    from bench.runner import key_profile
     from bench.store import ResultsStore
 
     store = ResultsStore(tmp_path)
-    old = {"experiment": "table3", "method": "scratch", "profile": {"name": "quick", "description": "words"}}
+    old = {"experiment": "table3", "method": "scratch", "settings": {"epochs": 30},
+           "profile": {"name": "quick", "description": "words", "methods": {"protonet": {"meta_iterations": 1}},
+                       "episodes": {"tasks": 25, "seeds": 2}}}
     store.write(old, {"rows": [{"metric": "accuracy", "value": 0.5}]})
-    assert store.drop_description() == 1
-    new = {"experiment": "table3", "method": "scratch", "profile": {"name": "quick"}}
+    assert store.rekey(key_profile) == 1
+    new = {"experiment": "table3", "method": "scratch", "settings": {"epochs": 30},
+           "profile": {"name": "quick", "episodes": {"tasks": 25}}}
     assert store.is_done(new) and not store.is_done(old)
     assert [r for _, r in store.iter_done()] == [{"rows": [{"metric": "accuracy", "value": 0.5}]}]
-    assert store.drop_description() == 0
+    assert store.rekey(key_profile) == 0
+
+
+def test_a_cell_key_ignores_other_methods_sections_and_the_seed_count():
+    """Changing ProtoNet's budget re-runs ProtoNet only; adding seeds keeps the stored seeds' cells. A
+    change to the method's own section or to the episodes a cell holds still changes its key."""
+    from bench import profiles
+    from bench.runner import Cell, RunSpec, cell_config
+    from methods.artifacts import config_hash
+
+    base = profiles.load_profile("quick")
+
+    def key(method: str, edits: dict | None = None) -> str:
+        prof = json.loads(json.dumps(base))
+        for (section, sub, k), v in (edits or {}).items():
+            (prof[section] if sub is None else prof[section][sub])[k] = v
+        spec = RunSpec(dataset="synthetic", data_dir="", image_size=32, profile=prof, results_dir="")
+        return config_hash(cell_config(Cell("table3", method, {"seed": 0, "shots": 10}), spec, "d", {}))
+
+    assert key("scratch") == key("scratch", {("methods", "protonet", "meta_iterations"): 123})
+    assert key("protonet") != key("protonet", {("methods", "protonet", "meta_iterations"): 123})
+    assert key("deepemd") != key("deepemd", {("methods", "finetune", "pretrain_epochs"): 3})
+    assert key("scratch") == key("scratch", {("episodes", None, "seeds"): 7})
+    assert key("scratch") != key("scratch", {("episodes", None, "tasks"): 3})
+    assert key("scratch") != key("scratch", {("individual", None, "epochs"): 3})
