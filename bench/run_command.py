@@ -134,8 +134,9 @@ def cmd_run(args) -> int:
     if args.dry_run:
         from bench.estimate import describe_grid
 
+        done = store.done_dirs_after_rekey(key_profile)
         for spec, grid in plans:
-            todo = [(c, cfg) for c, cfg in grid if not store.is_done(cfg)]
+            todo = [(c, cfg) for c, cfg in grid if store.cell_dir(cfg) not in done]
             _note_synthetic(spec, profile)
             _note_derived_split(store, spec, env_for(spec), write=False)
             print(describe_grid(spec, grid, todo, env_for(spec)))

@@ -122,6 +122,16 @@ class ResultsStore:
                 continue
             yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())
 
+    def done_dirs_after_rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> set[Path]:
+        """The directories of every intact finished cell as `rekey` would leave them, without moving
+        anything: `--dry-run` counts cells stored under an older key as done, as the run will."""
+        out = set()
+        for d in self._marked():
+            if self.damage(d) is None:
+                config = json.loads((d / "cell.json").read_text())
+                out.add(self.cell_dir({**config, "profile": key_profile(config.get("profile", {}))}))
+        return out
+
     def rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Re-store cells written under an older cell key (their stored profile still holds a field the
         key now leaves out, see `bench.runner.key_profile`) under the current key; returns how many

@@ -197,6 +197,8 @@ def test_cells_stored_under_an_older_key_move_to_the_current_key(tmp_path):
            "profile": {"name": "quick", "description": "words", "methods": {"protonet": {"meta_iterations": 1}},
                        "episodes": {"tasks": 25, "seeds": 2}}}
     store.write(old, {"rows": [{"metric": "accuracy", "value": 0.5}]})
+    new_dir = store.cell_dir({**old, "profile": key_profile(old["profile"])})
+    assert store.done_dirs_after_rekey(key_profile) == {new_dir} and store.is_done(old)  # dry run: nothing moved
     assert store.rekey(key_profile) == 1
     new = {"experiment": "table3", "method": "scratch", "settings": {"epochs": 30},
            "profile": {"name": "quick", "episodes": {"tasks": 25}}}
