@@ -127,8 +127,8 @@ def _check(profile: dict[str, Any], cli_sizes: list[int] | None, method_names: l
     families = registry.families()
     for family, values in profile.get("methods", {}).items():
         if family not in families:
-            raise SettingsError("methods", family, "unknown method family" + _did_you_mean(family, sorted(families)))
-        if families[family] is not None:
+            _check_variant_section(family, values, families)
+        elif families[family] is not None:
             build(families[family], [(f"methods.{family}", values)])
     for name, values in profile.get("experiments", {}).items():
         if name not in experiments:
@@ -144,6 +144,22 @@ def _check(profile: dict[str, Any], cli_sizes: list[int] | None, method_names: l
         for backbone in sorted(backbones):
             check_image_size(size, backbone, "data" if not cli_sizes else "--image-size", "image_size")
     return image_sizes
+
+
+def _check_variant_section(name: str, values: dict[str, Any], families: dict[str, type | None]) -> None:
+    """A `[methods.<variant>]` section (e.g. `[methods.protomaml]`): its keys are the family's, except
+    those the variant fixes (Proto-MAML's `proto`), which would be silently overridden."""
+    names = registry.names()
+    if name not in names:
+        raise SettingsError("methods", name, "unknown method family or method"
+                            + _did_you_mean(name, sorted(set(families) | set(names))))
+    e = registry.entry(name)
+    if families.get(e.family) is not None:
+        build(families[e.family], [(f"methods.{name}", values)])
+    for key in values:
+        if key in e.options:
+            raise SettingsError(f"methods.{name}", key, f"is fixed by the method {name} (= {e.options[key]!r}); "
+                                "use another method name instead")
 
 
 def validate(profile: dict[str, Any], path: Path | str, cli_sizes: list[int] | None, method_names: list[str],

@@ -68,9 +68,12 @@ def meta_train_tasks(source: SourceData, n_way: int, k_shot: int, n_query: int, 
         chunk += 1
 
 
-def artifact_config(kind: str, source: SourceData, settings: Any) -> dict[str, Any]:
-    """The cache key of meta-trained weights: the data and every field of the settings."""
-    return {"kind": kind, "version": ARTIFACT_VERSION, "source": source.fingerprint(), "settings": to_json(settings)}
+def artifact_config(kind: str, source: SourceData, settings: Any, test_only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The cache key of meta-trained weights: the data and every field of the settings except the
+    `test_only` ones (read only at test time, e.g. MAML's test-time inner steps), so that changing
+    those re-uses the meta-trained weights instead of training them again."""
+    fields = {k: v for k, v in to_json(settings).items() if k not in test_only}
+    return {"kind": kind, "version": ARTIFACT_VERSION, "source": source.fingerprint(), "settings": fields}
 
 
 def state_to_cpu(module: nn.Module) -> dict[str, torch.Tensor]:

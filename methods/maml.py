@@ -54,6 +54,10 @@ from tasks.augment import eval_transform
 BN_MODES = ("transductive", "support")
 
 
+#: Settings read only at test time: not part of the meta-trained weights' cache key.
+TEST_ONLY_FIELDS = ("inner_steps_test",)
+
+
 def _l2l():
     """learn2learn, imported on first use: its import (gym included) costs seconds, and gym prints a
     deprecation notice on stderr from every process that imports it; runs without a MAML-family
@@ -229,7 +233,7 @@ class MAML(Method):
         with seeded(seed):
             net = build_meta_net(self.image_size, settings, None if self.proto else self.n_way).to(self.device)
         self.maml = _l2l().algorithms.MAML(net, lr=settings.inner_lr, first_order=self.first_order)
-        state = cache.get_or_build(self.variant, artifact_config(self.variant, source, settings),
+        state = cache.get_or_build(self.variant, artifact_config(self.variant, source, settings, TEST_ONLY_FIELDS),
                                    lambda: self._meta_train(source, seed))
         self.maml.module.load_state_dict(state["net"])
         self.maml.to(self.device)

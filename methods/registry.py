@@ -144,15 +144,18 @@ def get(name: str, device: torch.device | str = "cpu"):
 
 def settings_for(name: str, profile: Mapping[str, Any], *, given: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None) -> Any:
-    """The named method's settings from a profile dict: its family's sections, what the experiment
-    passes (`given`), the variant's overrides, then a cell's `options` (see `methods.settings.for_family`)."""
+    """The named method's settings from a profile dict: its family's sections, a variant's own section
+    (`[methods.protomaml]` over `[methods.maml]`), what the experiment passes (`given`), the variant's
+    registered overrides, then a cell's `options` (see `methods.settings.for_family`)."""
     from methods.settings import for_family
 
     e = entry(name)
+    own = profile.get("methods", {}).get(name, {}) if name != e.family else {}
     if e.settings is None:  # a method without a settings class reads its sections itself
-        merged = {**profile.get("individual", {}), **profile.get("methods", {}).get(e.family, {})}
+        merged = {**profile.get("individual", {}), **profile.get("methods", {}).get(e.family, {}), **own}
         return {**merged, **e.options, **(options or {})}
-    return for_family(e.settings, e.family, profile, given=given, variant=e.options, options=options)
+    return for_family(e.settings, e.family, profile, given=given, variant=e.options, options=options,
+                      own=(f"methods.{name}", own))
 
 
 def families() -> dict[str, type | None]:

@@ -516,14 +516,16 @@ def check_image_size(image_size: int, backbone: str, section: str = "data", key:
 
 
 def for_family(cls: type, family: str, profile: Mapping[str, Any], *, given: Mapping[str, Any] | None = None,
-               variant: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None) -> Any:
-    """A family's settings from a profile: the family's sections (`family_layers`), then what the
-    experiment passes (`given`: only the fields the class has, e.g. MAML's n_way or learngene's collective
-    settings), the registered variant's overrides, then a cell's options."""
+               variant: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
+               own: tuple[str, Mapping[str, Any]] | None = None) -> Any:
+    """A family's settings from a profile: the family's sections (`family_layers`), a variant's own
+    section (`own`: e.g. ("methods.protomaml", {...}), so one variant can differ from its family), then
+    what the experiment passes (`given`: only the fields the class has, e.g. MAML's n_way or learngene's
+    collective settings), the registered variant's overrides, then a cell's options."""
     names = field_names(cls)
     given = {k: v for k, v in (given or {}).items() if k in names}
     if "collective" in names and "collective" not in given:
         given["collective"] = build(CollectiveSettings, [("collective", profile.get("collective", {}))])
-    layers = [*family_layers(cls, profile, family), ("given", given), ("variant", variant or {}),
+    layers = [*family_layers(cls, profile, family), *([own] if own else []), ("given", given), ("variant", variant or {}),
               ("options", {k: v for k, v in (options or {}).items() if v is not None})]
     return build(cls, layers)

@@ -205,6 +205,17 @@ def test_meta_training_is_deterministic_and_cached_per_variant(tmp_path):
     cache = H.cache(tmp_path / "a")
     registry.get("fomaml").prepare(src, method_settings(PROFILE, "fomaml"), cache)
     assert cache.built == []  # same config: loaded, not retrained
+    # the test-time inner steps are not part of the meta-trained weights: changing them re-uses them
+    cache = H.cache(tmp_path / "a")
+    c = registry.get("fomaml")
+    c.prepare(src, method_settings(H.profile("maml", meta_iterations=2, inner_lr=0.05, inner_steps_test=3), "fomaml"),
+              cache)
+    assert cache.built == [] and c.s.inner_steps_test == 3
+    cache = H.cache(tmp_path / "a")
+    registry.get("fomaml").prepare(
+        src, method_settings(H.profile("maml", meta_iterations=2, inner_lr=0.05, inner_steps_test=5, inner_steps_train=2),
+                             "fomaml"), cache)
+    assert len(cache.built) == 1  # a meta-training setting is: trained again
 
 
 def test_maml_refuses_an_episode_of_another_way(tmp_path):

@@ -130,3 +130,20 @@ def test_artifact_key_fields_and_frozen():
     assert "open_world_threshold" in CollectiveSettings.NOT_IN_KEY
     with pytest.raises(SettingsError, match=r"\[collective\] tasks: must be > 0"):
         build(CollectiveSettings, [("collective", {"tasks": 0})])
+
+
+def test_a_variant_section_overrides_its_family_for_that_variant_only(capsys, tmp_path):
+    """`[methods.protomaml] inner_steps_test = 1` changes Proto-MAML's test-time steps, not MAML's;
+    a key the variant fixes (its `proto` flag) is refused instead of silently overridden."""
+    prof = {**SMOKE, "methods": {**SMOKE["methods"], "protomaml": {"inner_steps_test": 1}}}
+    assert method_settings(prof, "protomaml").inner_steps_test == 1
+    assert method_settings(prof, "maml").inner_steps_test == SMOKE["methods"]["maml"]["inner_steps_test"] != 1
+    assert method_settings(prof, "protomaml").proto  # the variant's own overrides still win
+    for section, says in (({"proto": False}, "[methods.protomaml] proto: is fixed by the method protomaml"),
+                          ({"inner_step_test": 1}, "did you mean 'inner_steps_test'")):
+        path = tmp_path / "bad.toml"
+        path.write_text(tomli_w.dumps({**SMOKE, "methods": {**SMOKE["methods"], "protomaml": section}}))
+        code = main(["run", "--profile", str(path), "--dataset", "synthetic", "--results-dir", str(tmp_path / "r")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and says in err, err
+        assert not (tmp_path / "r").exists()
