@@ -1,6 +1,7 @@
 """The collector: finished cells -> one tidy DataFrame (one row per cell and metric) -> runs.csv."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,11 @@ def rows_of(config: dict, result: dict) -> list[dict]:
 def collect(results_dir: Path | str) -> pd.DataFrame:
     """Every finished cell's rows, sorted stably; falls back to runs.csv when no cells are stored."""
     results_dir = Path(results_dir)
-    rows = [r for cfg, res in ResultsStore(results_dir).iter_done() for r in rows_of(cfg, res)]
+    cells, superseded = ResultsStore(results_dir).iter_current()
+    if superseded:
+        print(f"note: {superseded} stored cells left out: newer cells of the same method, experiment and episodes "
+              "(run after a profile value changed) replace them", file=sys.stderr)
+    rows = [r for cfg, res in cells for r in rows_of(cfg, res)]
     if not rows:
         csv = results_dir / "runs.csv"
         return pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "value"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ class ResultsStore:
         d = self.cell_dir(config)
         return (d / "done").exists() and self.damage(d) is None
 
-    def write(self, config: dict[str, Any], result: dict[str, Any]) -> None:
+    def write(self, config: dict[str, Any], result: dict[str, Any], written: float | None = None) -> None:
+        """Store a finished cell; `written` (default now) orders cells that supersede each other."""
         d = self.cell_dir(config)
         d.mkdir(parents=True, exist_ok=True)
         (d / "done").unlink(missing_ok=True)
@@ -101,7 +103,8 @@ class ResultsStore:
         for name, text in texts.items():
             atomic_write_text(d / name, text)
         sums = {name: _sha256(text.encode("utf-8")) for name, text in texts.items()}
-        atomic_write_text(d / "done", json.dumps({"sha256": sums}, sort_keys=True) + "\n")
+        marker = {"sha256": sums, "written": time.time() if written is None else written}
+        atomic_write_text(d / "done", json.dumps(marker, sort_keys=True) + "\n")
 
     def _marked(self) -> list[Path]:
         return sorted(p.parent for p in self.cells_dir.glob("*/*/done")) if self.cells_dir.exists() else []
@@ -114,6 +117,32 @@ class ResultsStore:
             if why is not None:
                 out.append((d, why))
         return out
+
+    def written_at(self, d: Path) -> float:
+        """When a finished cell was written: its marker's time, else (older markers) the marker file's mtime."""
+        try:
+            return float(json.loads((d / "done").read_text())["written"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return (d / "done").stat().st_mtime
+
+    def iter_current(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
+        """The finished cells a report should use, and how many were left out: of cells that hold the same
+        experiment, method, data, profile name and params (seed, shots, ...) under different settings (a
+        profile value changed between runs into one results directory), only the most recently written."""
+        latest: dict[str, tuple[float, Path, dict[str, Any]]] = {}
+        total = 0
+        for d in self._marked():
+            if self.damage(d) is not None:
+                continue
+            total += 1
+            config = json.loads((d / "cell.json").read_text())
+            ident = json.dumps([config.get(k) for k in ("experiment", "method", "dataset", "image_size", "params")]
+                               + [config.get("profile", {}).get("name")], sort_keys=True, default=str)
+            t = self.written_at(d)
+            if ident not in latest or t > latest[ident][0]:
+                latest[ident] = (t, d, config)
+        kept = [(c, json.loads((d / "result.json").read_text())) for _, d, c in sorted(latest.values(), key=lambda v: v[1])]
+        return kept, total - len(kept)
 
     def iter_done(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """(config, result) of every finished, intact cell, in a stable order (see `damaged()`)."""
@@ -145,7 +174,7 @@ class ResultsStore:
             if self.cell_dir(new) == d:
                 continue
             if not self.is_done(new):
-                self.write(new, json.loads((d / "result.json").read_text()))
+                self.write(new, json.loads((d / "result.json").read_text()), written=self.written_at(d))
             for f in ("done", "cell.json", "result.json"):
                 (d / f).unlink()
             d.rmdir()

@@ -229,3 +229,27 @@ def test_a_cell_key_ignores_other_methods_sections_and_the_seed_count():
     assert key("scratch") == key("scratch", {("episodes", None, "seeds"): 7})
     assert key("scratch") != key("scratch", {("episodes", None, "tasks"): 3})
     assert key("scratch") != key("scratch", {("individual", None, "epochs"): 3})
+
+
+def test_a_report_uses_the_newest_of_cells_that_differ_only_in_settings(tmp_path, capsys):
+    """Re-running into one results directory after a profile value changed (ProtoNet's budget) stores a
+    second cell for the same method and episodes; tables must use the new one, not average both."""
+    from bench.runner import key_profile
+    from bench.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    cell = {"experiment": "table3", "method": "protonet", "dataset": "d", "image_size": 32,
+            "params": {"seed": 0, "shots": 10}, "profile": {"name": "quick"}}
+    store.write({**cell, "settings": {"meta_iterations": 2200}}, {"rows": [{"metric": "accuracy", "value": 0.5}]},
+                written=100.0)
+    store.write({**cell, "settings": {"meta_iterations": 4400}}, {"rows": [{"metric": "accuracy", "value": 0.6}]},
+                written=200.0)
+    store.write({**cell, "method": "scratch"}, {"rows": [{"metric": "accuracy", "value": 0.4}]}, written=50.0)
+    df = collect(tmp_path)
+    assert sorted(df["value"]) == [0.4, 0.6]
+    assert "1 stored cells left out" in capsys.readouterr().err
+    # re-keying keeps each cell's written time, so it cannot make an old cell look new
+    old = {**cell, "settings": {"meta_iterations": 1100}, "profile": {"name": "quick", "description": "x"}}
+    store.write(old, {"rows": [{"metric": "accuracy", "value": 0.3}]}, written=10.0)
+    assert store.rekey(key_profile) == 1
+    assert sorted(collect(tmp_path)["value"]) == [0.4, 0.6]
