@@ -125,17 +125,20 @@ class ResultsStore:
         except (OSError, ValueError, KeyError, TypeError):
             return (d / "done").stat().st_mtime
 
+    def _intact(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """(directory, config) of every finished, intact cell, in a stable order (see `damaged()`)."""
+        for d in self._marked():
+            if self.damage(d) is None:
+                yield d, json.loads((d / "cell.json").read_text())
+
     def iter_current(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
         """The finished cells a report should use, and how many were left out: of cells that hold the same
         experiment, method, data, profile name and params (seed, shots, ...) under different settings (a
         profile value changed between runs into one results directory), only the most recently written."""
         latest: dict[str, tuple[float, Path, dict[str, Any]]] = {}
         total = 0
-        for d in self._marked():
-            if self.damage(d) is not None:
-                continue
+        for d, config in self._intact():
             total += 1
-            config = json.loads((d / "cell.json").read_text())
             ident = json.dumps([config.get(k) for k in ("experiment", "method", "dataset", "image_size", "params")]
                                + [config.get("profile", {}).get("name")], sort_keys=True, default=str)
             t = self.written_at(d)
@@ -146,31 +149,26 @@ class ResultsStore:
 
     def iter_done(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """(config, result) of every finished, intact cell, in a stable order (see `damaged()`)."""
-        for d in self._marked():
-            if self.damage(d) is not None:
-                continue
-            yield json.loads((d / "cell.json").read_text()), json.loads((d / "result.json").read_text())
+        for d, config in self._intact():
+            yield config, json.loads((d / "result.json").read_text())
+
+    @staticmethod
+    def _rekeyed(config: dict[str, Any], key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """A stored config under the current cell key (`bench.runner.key_profile` of its profile)."""
+        return {**config, "profile": key_profile(config.get("profile", {}))}
 
     def done_dirs_after_rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> set[Path]:
         """The directories of every intact finished cell as `rekey` would leave them, without moving
         anything: `--dry-run` counts cells stored under an older key as done, as the run will."""
-        out = set()
-        for d in self._marked():
-            if self.damage(d) is None:
-                config = json.loads((d / "cell.json").read_text())
-                out.add(self.cell_dir({**config, "profile": key_profile(config.get("profile", {}))}))
-        return out
+        return {self.cell_dir(self._rekeyed(config, key_profile)) for _, config in self._intact()}
 
     def rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Re-store cells written under an older cell key (their stored profile still holds a field the
         key now leaves out, see `bench.runner.key_profile`) under the current key; returns how many
         moved. Results are unchanged: only fields that do not change a cell's numbers leave its config."""
         moved = 0
-        for d in self._marked():
-            if self.damage(d) is not None:
-                continue
-            config = json.loads((d / "cell.json").read_text())
-            new = {**config, "profile": key_profile(config.get("profile", {}))}
+        for d, config in list(self._intact()):
+            new = self._rekeyed(config, key_profile)
             if self.cell_dir(new) == d:
                 continue
             if not self.is_done(new):
