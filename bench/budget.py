@@ -60,13 +60,20 @@ BUDGET_KNOBS: dict[str, Knob] = {
 }
 
 
-def knob_for(method: str) -> Knob:
+def knob_for(method: str, profile: dict | None = None) -> Knob:
+    """The knob that sets `method`'s budget in `profile`: its family's, unless the profile's own section
+    for the method (a variant section such as `[methods.protomaml]`) sets that key, which then wins:
+    doubling the family's value would leave the variant's budget unchanged and read as converged."""
     family = method_entry(method).family
     family = {"fomaml": "maml", "protomaml": "maml", "finetune++": "finetune"}.get(family, family)
     if family not in BUDGET_KNOBS:
         raise UsageError(f"no budget knob is known for method '{method}' (family {family}); "
                          f"known families: {', '.join(BUDGET_KNOBS)}")
-    return BUDGET_KNOBS[family]
+    knob = BUDGET_KNOBS[family]
+    own = (profile or {}).get("methods", {}).get(method, {})
+    if knob.section[:1] == ("methods",) and knob.key in own:
+        return Knob(("methods", method), knob.key)
+    return knob
 
 
 def _get(profile: dict, knob: Knob) -> float:
@@ -90,7 +97,7 @@ def with_budget(profile: dict, knob: Knob, value: float) -> dict:
 
 def measure(spec: RunSpec, method: str, factor: float, shots: list[int], seeds: int, tasks: int) -> list[dict]:
     """Episode rows for `method` at 1x and `factor`x its budget, on validation episodes."""
-    knob = knob_for(method)
+    knob = knob_for(method, spec.profile)
     base = _get(spec.profile, knob)
     rows = []
     for scale in (1.0, factor):

@@ -36,6 +36,26 @@ def test_every_method_family_has_a_budget_knob():
         assert budget.knob_for(name).key
 
 
+@pytest.mark.parametrize("method", ["maml", "fomaml", "protomaml"])
+def test_doubling_reaches_a_variant_that_sets_its_own_budget(method):
+    """quick sets MAML's meta-iterations in [methods.maml] and FOMAML's / Proto-MAML's in their own
+    sections; doubling the family's value alone would leave a variant's budget unchanged (Δ = 0 read
+    as 'converged'), so the knob must be the section that decides the method's resolved value."""
+    import methods
+    from bench.profiles import load_profile
+    from methods.registry import settings_for
+
+    methods.names()
+    profile = load_profile("quick")
+    knob = budget.knob_for(method, profile)
+    one = settings_for(method, profile).meta_iterations
+    two = settings_for(method, budget.with_budget(profile, knob, 2 * one)).meta_iterations
+    assert two == 2 * one
+    others = [m for m in ("maml", "fomaml", "protomaml") if m != method]
+    assert [settings_for(m, budget.with_budget(profile, knob, 2 * one)).meta_iterations for m in others] == \
+        [settings_for(m, profile).meta_iterations for m in others]
+
+
 @pytest.mark.parametrize("argv", [["--method", "nosuch"], ["--method", "scratch", "--factor", "1"]])
 def test_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
     out = tmp_path / "b.md"
