@@ -1,0 +1,87 @@
+"""What each row of a regeneration costs, from the cells a results store holds.
+
+    python scripts/cost_breakdown.py --results-dir DIR --out results/cost.md
+
+Why: `make run`'s run record gives one wall time for the whole grid, but deciding what to trade
+for a shorter run needs the cost of each (experiment, method). Every cell's result records its wall
+time (`wall_s`) and each episode's (`wall_s` rows); the difference is the cell's preparation: base
+training (pre-, meta- or collective training) in the cell that built the cached weights, loading
+them in the others. The figures are worker-seconds: with two workers on two cores the wall time of
+a grid is at least half their sum. Cells computed while other jobs shared the cores read high.
+Only the current cells count (the newest of cells that differ only in a method's settings).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.store import ResultsStore  # noqa: E402
+from bench.usage import cpu_name  # noqa: E402
+
+
+def breakdown(results_dir: Path) -> tuple[list[dict], int]:
+    """One row per (experiment, method): cells, episode seconds, preparation seconds, largest cell."""
+    current, superseded = ResultsStore(results_dir).iter_current()
+    agg: dict[tuple[str, str], dict] = collections.defaultdict(
+        lambda: {"cells": 0, "episodes_s": 0.0, "prepare_s": 0.0, "max_cell_s": 0.0})
+    for cfg, result in current:
+        a = agg[(cfg["experiment"], cfg["method"])]
+        cell_s = float(result.get("wall_s") or 0.0)
+        episodes_s = sum(float(r["value"]) for r in result.get("rows", []) if r.get("metric") == "wall_s")
+        a["cells"] += 1
+        a["episodes_s"] += episodes_s
+        a["prepare_s"] += max(0.0, cell_s - episodes_s)
+        a["max_cell_s"] = max(a["max_cell_s"], cell_s)
+    rows = [{"experiment": e, "method": m, **v} for (e, m), v in sorted(agg.items())]
+    return rows, superseded
+
+
+def to_markdown(rows: list[dict], superseded: int, results_dir: Path, in_all: set[str] | None) -> str:
+    lines = ["# Cost of each row (worker-minutes)", "",
+             f"`python scripts/cost_breakdown.py --results-dir {results_dir}` on {cpu_name()}. Sums of the "
+             "current cells' recorded wall times: *episodes* = the episodes' own time, *preparation* = the "
+             "rest of each cell (base training in the cell that built the cached weights, loading them in "
+             "the others). With two workers on two cores a grid's wall time is at least half the total. "
+             f"{superseded} superseded cells are not counted.", "",
+             "| experiment | method | cells | episodes min | preparation min | total min | largest cell s |",
+             "|---|---|---|---|---|---|---|"]
+    total = {"all": 0.0, "make run": 0.0}
+    for r in rows:
+        t = (r["episodes_s"] + r["prepare_s"]) / 60
+        total["all"] += t
+        if in_all is None or r["method"] in in_all:
+            total["make run"] += t
+        lines.append(f"| {r['experiment']} | {r['method']} | {r['cells']} | {r['episodes_s'] / 60:.1f} | "
+                     f"{r['prepare_s'] / 60:.1f} | {t:.1f} | {r['max_cell_s']:.0f} |")
+    lines += ["", f"Total: {total['all']:.1f} worker-minutes; the rows `make run` computes "
+                  f"(`--method all`): {total['make run']:.1f} (≥ {total['make run'] / 2:.0f} min of wall time "
+                  "on two workers)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results-dir", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=None, help="write the markdown here (default: print only)")
+    args = ap.parse_args(argv)
+    if not (args.results_dir / "cells").is_dir():
+        print(f"error: {args.results_dir} holds no cells; pass the results directory a `bench run` wrote",
+              file=sys.stderr)
+        return 2
+    import methods
+
+    in_all = set(methods.names_in_all())
+    rows, superseded = breakdown(args.results_dir)
+    text = to_markdown(rows, superseded, args.results_dir, in_all)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
