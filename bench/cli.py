@@ -46,6 +46,18 @@ def _queries(text: str) -> int | str:
     return "all" if text == "all" else _positive("--queries")(text)
 
 
+def _artifact_seed(text: str) -> int | str:
+    if text == "cell":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--artifact-seed must be an integer >= 0 or 'cell', got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--artifact-seed must be an integer >= 0 or 'cell', got {value}")
+    return value
+
+
 def _sizes(text: str, flag: str = "--image-size") -> list[int]:
     out = []
     for part in text.split(","):
@@ -82,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", type=Path, default=None, help="a JSON class split (base/open_world/novel lists)")
     r.add_argument("--seeds", type=_positive("--seeds"), default=None, help="seeds per cell (profile default)")
     r.add_argument("--tasks", type=_positive("--tasks"), default=None, help="episodes per seed (profile default)")
+    r.add_argument("--artifact-seed", type=_artifact_seed, default=None,
+                   help="seed of base training (pre-, meta-, collective training): an integer shared by every "
+                   "episode seed, or 'cell' for one per episode seed (profile default). Another value trains "
+                   "every base model again, to measure base-training variance: give it its own --results-dir")
     r.add_argument("--image-size", type=_sizes, default=None, help="pixels, or a comma list (profile default)")
     r.add_argument("--shots", type=lambda t: _sizes(t, "--shots"), default=None, help="Table 3 shots per class, e.g. 5,10 (profile default)")
     r.add_argument("--queries", type=_queries, default=None, help="query images per class, or all (profile default)")

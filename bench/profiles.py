@@ -52,7 +52,7 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
 
 def resolve(profile: dict[str, Any], image_size: int | None = None, seeds: int | None = None,
             tasks: int | None = None, shots: list[int] | None = None,
-            queries: int | str | None = None) -> dict[str, Any]:
+            queries: int | str | None = None, artifact_seed: int | str | None = None) -> dict[str, Any]:
     """Apply command-line overrides; returns a new dict (the one stored with results)."""
     prof = copy.deepcopy(profile)
     if image_size is not None:
@@ -65,6 +65,8 @@ def resolve(profile: dict[str, Any], image_size: int | None = None, seeds: int |
         prof.setdefault("episodes", {})["shots"] = list(shots)
     if queries is not None:
         prof.setdefault("episodes", {})["queries"] = queries
+    if artifact_seed is not None:
+        prof.setdefault("episodes", {})["artifact_seed"] = artifact_seed
     return prof
 
 

@@ -56,7 +56,8 @@ def _spec(args, profile: dict, size: int, data_dir: Path, store: ResultsStore) -
     return RunSpec(dataset=args.dataset_resolved, data_dir=str(data_dir), image_size=size,
                    profile=profiles_mod.resolve(profile, size, args.seeds, args.tasks,
                                                 shots=getattr(args, "shots", None),
-                                                queries=getattr(args, "queries", None)),
+                                                queries=getattr(args, "queries", None),
+                                                artifact_seed=getattr(args, "artifact_seed", None)),
                    results_dir=str(store.root), device=resolve_device(args.device),
                    split_file=str(args.split) if args.split else None, threads=getattr(args, "threads", None),
                    plugins=tuple(getattr(args, "plugin_specs", ())))

@@ -124,3 +124,30 @@ def test_dry_run_prints_grid_and_estimate_and_writes_nothing(capsys, tmp_path):
 def test_report_without_results(capsys, tmp_path):
     code, _, err = run(capsys, "report", "--results-dir", str(tmp_path / "none"))
     assert_one_line_error(code, err, "run `python -m bench run` first")
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5"])
+def test_bad_artifact_seed(capsys, tmp_path, value):
+    code, _, err = run(capsys, "run", "--dataset", "synthetic", "--artifact-seed", value, "--results-dir", str(tmp_path))
+    assert code == 2
+    assert "--artifact-seed must be an integer >= 0 or 'cell'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_artifact_seed_trains_other_base_models_and_is_recorded(capsys, tmp_path):
+    """Base-training variance is measured by re-running with another artifact seed: the base model must
+    really be trained again (another cached artifact), and the seed recorded with the cells and the run."""
+    import json
+
+    dirs = {}
+    for seed in ("0", "1"):
+        d = tmp_path / f"r{seed}"
+        code, _, err = run(capsys, "run", "--method", "protonet", "--experiment", "table3", "--dataset", "synthetic",
+                           "--profile", "smoke", "--seeds", "1", "--tasks", "2", "--artifact-seed", seed,
+                           "--results-dir", str(d), "--no-report")
+        assert code == 0, err
+        dirs[seed] = d
+        cells = [json.loads(p.read_text()) for p in (d / "cells").glob("*/*/cell.json")]
+        assert cells and all(c["profile"]["episodes"]["artifact_seed"] == int(seed) for c in cells)
+        assert json.loads((d / "meta" / "runs.jsonl").read_text().splitlines()[-1])["artifact_seed"] == int(seed)
+    names = [{p.name for p in (dirs[s] / "artifacts").iterdir() if p.name.startswith("protonet-")} for s in dirs]
+    assert names[0] and names[1] and not names[0] & names[1]
