@@ -1,19 +1,11 @@
 """scripts/artifact_seed_spread.py: paired gaps between base-training seeds, and to a method without one."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from script_helpers import load_script
+
 from bench.store import ResultsStore
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "artifact_seed_spread.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("artifact_seed_spread", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _store(root: Path, method: str, artifact_seed: int, accs: list[float]) -> Path:
@@ -29,13 +21,13 @@ def test_gaps_are_paired_by_episode_and_the_seed_spread_is_a_t_interval(tmp_path
     a = _store(tmp_path / "a", "protonet", 0, [0.50, 0.60, 0.70])
     b = _store(tmp_path / "b", "protonet", 1, [0.52, 0.62, 0.72])  # +2 points on every episode
     s = _store(tmp_path / "s", "scratch", 0, [0.40, 0.50, 0.60])
-    text = _load().report("protonet", "table3", [a, b], "scratch", s)
+    text = load_script("artifact_seed_spread").report("protonet", "table3", [a, b], "scratch", s)
     assert "| 1 | " in text and "+2.00 ± 0.00 (n=3)" in text  # paired: no episode noise
     assert "+10.00 ± 0.00 (n=3)" in text and "+12.00 ± 0.00 (n=3)" in text
     assert "mean over 2 base-training seeds: 61.00 ±" in text and "SD between seeds 1.41" in text
 
 
 def test_missing_directory_is_one_line_and_exit_2(tmp_path, capsys):
-    assert _load().main(["--method", "protonet", "--store", str(tmp_path / "none")]) == 2
+    assert load_script("artifact_seed_spread").main(["--method", "protonet", "--store", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no results directory" in err

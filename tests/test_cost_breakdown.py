@@ -1,19 +1,9 @@
 """scripts/cost_breakdown.py: per-row cost from stored cells (episodes, base training once, current cells only)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from script_helpers import load_script
 
 from bench.store import ResultsStore
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cost_breakdown.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("cost_breakdown", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cell(method: str, seed: int, settings: str) -> dict:
@@ -31,7 +21,7 @@ def test_breakdown_splits_episodes_from_preparation_and_skips_superseded_cells(t
     store.write(_cell("protonet", 0, "old"), _result(999.0, [1.0]), written=1.0)  # superseded below
     store.write(_cell("protonet", 0, "new"), _result(130.0, [10.0, 20.0]), written=2.0)  # built the weights
     store.write(_cell("protonet", 1, "new"), _result(42.0, [15.0, 15.0]), written=3.0)  # waited, loaded
-    mod = _load()
+    mod = load_script("cost_breakdown")
     rows, superseded = mod.breakdown(tmp_path)
     assert superseded == 1
     assert rows == [{"experiment": "table3", "method": "protonet", "cells": 2, "episodes_s": 60.0,
@@ -42,6 +32,6 @@ def test_breakdown_splits_episodes_from_preparation_and_skips_superseded_cells(t
 
 
 def test_a_directory_without_cells_is_one_line_and_exit_2(tmp_path, capsys):
-    assert _load().main(["--results-dir", str(tmp_path)]) == 2
+    assert load_script("cost_breakdown").main(["--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no cells" in err
