@@ -99,7 +99,9 @@ def caption(meta: dict, df: pd.DataFrame, extra: str = "") -> str:
     art = meta.get("artifact_seed")
     if art is not None and art != "cell":
         lines.append(f"*Base-class (meta-)training:* one run per method (artifact seed {art}) shared by all seeds, so ± "
-                     "covers episode sampling and per-episode initialisation, not base-training variance.")
+                     "covers episode sampling and per-episode initialisation, not base-training variance (measure it with "
+                     "`bench run --artifact-seed N` into another results directory and "
+                     "`scripts/artifact_seed_spread.py`).")
     if extra:
         lines.append(extra)
     produced = []  # every run that contributed cells to this dataset/size/profile, oldest first
