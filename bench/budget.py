@@ -117,9 +117,15 @@ def measure(spec: RunSpec, method: str, factor: float, shots: list[int], seeds: 
     return rows
 
 
+def with_base_budget(d: pd.DataFrame) -> pd.DataFrame:
+    """Rows tagged with the 1x budget of their measurement, so that successive doublings of one method
+    (2200 -> 4400, then 4400 -> 8800) stay separate steps of the rule."""
+    return d.assign(budget_base=(d.budget / d.scale).round(6))
+
+
 def summarise(d: pd.DataFrame, factor: float) -> pd.DataFrame:
     out = []
-    for (method, k), g in d.groupby(["method", "shots"], sort=False):
+    for (method, _, k), g in with_base_budget(d).groupby(["method", "budget_base", "shots"], sort=False):
         one = g[g.scale == 1.0].set_index(["seed", "episode"])
         two = g[g.scale == factor].set_index(["seed", "episode"])
         diff = (two.acc - one.acc).dropna().to_numpy()
@@ -198,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.budget " + " ".join(argv if argv is not None else sys.argv[1:])
     d = pd.DataFrame(rows).assign(command=command, cpu=cpu_name(), cores=os.cpu_count(), device=args.device)
     csv = args.out.with_suffix(".csv")
-    if args.append and csv.exists():
-        old = pd.read_csv(csv)
-        d = pd.concat([old[~old.method.isin(names)], d], ignore_index=True)
+    if args.append and csv.exists():  # a re-measured step (method, 1x budget) replaces its old rows
+        old, new = with_base_budget(pd.read_csv(csv)), with_base_budget(d)
+        steps = set(zip(new.method, new.budget_base, strict=True))
+        keep = [step not in steps for step in zip(old.method, old.budget_base, strict=True)]
+        d = pd.concat([old[keep].drop(columns="budget_base"), d], ignore_index=True)
     return _write(d, args, list(dict.fromkeys(d["command"].fillna(command))), profile.get("name", args.profile))
 
 

@@ -91,3 +91,26 @@ def test_from_csv_renders_parallel_runs_into_one_table(tmp_path, capsys):
     capsys.readouterr()
     assert budget.main(["--from-csv", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_successive_doublings_of_one_method_stay_separate_steps(tmp_path):
+    """2200 -> 4400 and then 4400 -> 8800 are two steps of the rule: neither may be merged into the
+    other's 1x / 2x columns, and appending the second keeps the first."""
+    import pandas as pd
+
+    from bench.profiles import PROFILE_DIR
+
+    out = tmp_path / "budgets.md"
+    common = ["--method", "protonet", "--dataset", "synthetic", "--tasks", "2", "--threads", "1", "--out", str(out)]
+    assert budget.main(["--profile", "smoke", *common]) == 0
+    first = int(pd.read_csv(tmp_path / "budgets.csv").budget.min())
+    text = (PROFILE_DIR / "smoke.toml").read_text()
+    at = text.index("[methods.protonet]")
+    head, section = text[:at], text[at:]
+    doubled = tmp_path / "doubled.toml"
+    doubled.write_text(head + section.replace(f"meta_iterations = {first}", f"meta_iterations = {2 * first}", 1))
+    assert budget.main(["--profile", str(doubled), "--append", *common]) == 0
+    rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| protonet |")]
+    steps = {(ln.split("|")[4].strip(), ln.split("|")[6].strip()) for ln in rows}
+    assert steps == {(str(first), str(2 * first)), (str(2 * first), str(4 * first))}
+    assert len(rows) == 4  # two steps x two shots
