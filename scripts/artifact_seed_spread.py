@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -25,25 +24,21 @@ from bench.stats import mean_ci95  # noqa: E402
 from bench.store import ResultsStore  # noqa: E402
 
 
-def accuracies(store: Path, method: str, experiment: str) -> dict[tuple[int, int, int], float]:
-    """{(shots, seed, episode): accuracy %} of the method's current cells in a results directory."""
+def accuracies(store: Path, method: str, experiment: str) -> tuple[dict[tuple[int, int, int], float], str]:
+    """{(shots, seed, episode): accuracy %} of the method's current cells in a results directory, and
+    the artifact seed(s) those cells record (one pass over the store)."""
     out: dict[tuple[int, int, int], float] = {}
+    seeds: set[str] = set()
     current, _ = ResultsStore(store).iter_current()
     for cfg, result in current:
         if cfg["method"] != method or cfg["experiment"] != experiment:
             continue
+        seeds.add(str(cfg["profile"].get("episodes", {}).get("artifact_seed")))
         p = cfg["params"]
         for r in result["rows"]:
             if r.get("metric") == "accuracy":
                 out[(int(p["shots"]), int(p["seed"]), int(r["episode"]))] = 100 * float(r["value"])
-    return out
-
-
-def artifact_seed_of(store: Path, method: str, experiment: str) -> str:
-    current, _ = ResultsStore(store).iter_current()
-    seeds = {str(c["profile"].get("episodes", {}).get("artifact_seed")) for c, _ in current
-             if c["method"] == method and c["experiment"] == experiment}
-    return ",".join(sorted(seeds)) or "?"
+    return out, ",".join(sorted(seeds)) or "?"
 
 
 def paired(a: dict, b: dict, shots: int) -> tuple[float, float, int]:
@@ -52,11 +47,12 @@ def paired(a: dict, b: dict, shots: int) -> tuple[float, float, int]:
 
 
 def report(method: str, experiment: str, stores: list[Path], versus: str | None, versus_store: Path | None) -> str:
-    accs = [accuracies(s, method, experiment) for s in stores]
+    read = [accuracies(s, method, experiment) for s in stores]
+    accs = [a for a, _ in read]
     for s, a in zip(stores, accs, strict=True):
         if not a:
             raise SystemExit(f"error: {s} holds no {experiment} cells of {method}; run it there first")
-    ref = accuracies(versus_store, versus, experiment) if versus and versus_store else None
+    ref = accuracies(versus_store, versus, experiment)[0] if versus and versus_store else None
     if versus and not ref:
         raise SystemExit(f"error: {versus_store} holds no {experiment} cells of {versus}")
     shots = sorted({k[0] for k in accs[0]})
@@ -65,8 +61,8 @@ def report(method: str, experiment: str, stores: list[Path], versus: str | None,
            ([f"{method} − {versus}, {k}-shot (paired)" for k in shots] if ref else [])
     lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
     means: dict[int, list[float]] = {k: [] for k in shots}
-    for s, a in zip(stores, accs, strict=True):
-        cells = [artifact_seed_of(s, method, experiment), f"`{s}`"]
+    for s, (a, artifact_seed) in zip(stores, read, strict=True):
+        cells = [artifact_seed, f"`{s}`"]
         for k in shots:
             m, h, n = mean_ci95(np.array([v for key, v in a.items() if key[0] == k]))
             means[k].append(m)
@@ -81,11 +77,10 @@ def report(method: str, experiment: str, stores: list[Path], versus: str | None,
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for k in shots:
-        v = np.array(means[k])
-        if len(v) > 1:
-            half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-            lines.append(f"- {k}-shot, mean over {len(v)} base-training seeds: {v.mean():.2f} ± {half:.2f} "
-                         f"(95 % Student-t CI over the seeds' means; SD between seeds {v.std(ddof=1):.2f})")
+        if len(means[k]) > 1:
+            m, half, n = mean_ci95(np.array(means[k]))
+            lines.append(f"- {k}-shot, mean over {n} base-training seeds: {m:.2f} ± {half:.2f} (95 % Student-t "
+                         f"CI over the seeds' means; SD between seeds {np.std(means[k], ddof=1):.2f})")
     return "\n".join(lines) + "\n"
 
 
