@@ -14,8 +14,8 @@ from methods.backbones import IndividualNet, count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import register
 from methods.settings import IndividualSettings
-from methods.stacked import StackedEpisodes, train_stacked
-from methods.training import derived_seed, rng, train_supervised
+from methods.stacked import StackedEpisodes, episode_result
+from methods.training import Recipe, rng, train_supervised
 
 
 @register("scratch", "Learning from scratch: the individual 7-conv network, random init, SGD on the support set",
@@ -29,36 +29,23 @@ class Scratch(StackedEpisodes, Method):
         self.image_size = source.data.image_size
         self.s = settings
 
+    def new_model(self, episode: EpisodeData) -> torch.nn.Module:
+        return IndividualNet(episode.n_way, self.image_size, width=self.s.width)
+
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
-        s = self.s
         t0 = time.perf_counter()
         # Batch order and augmentation (g) and initialisation are functions of (cell seed, episode),
         # the same streams learngene uses, so the two are paired episode by episode.
         g = rng(episode.seed, "episode", episode.index)
-        torch.manual_seed(derived_seed(episode.seed, "episode-init", episode.index))
-        model = IndividualNet(episode.n_way, self.image_size, width=s.width).to(self.device)
-        curve = train_supervised(
-            model, episode.support_x, episode.support_y, epochs=s.epochs, lr=s.lr, momentum=s.momentum,
-            weight_decay=s.weight_decay, batch_size=s.batch_size, generator=g, device=self.device,
-            eval_x=episode.query_x, eval_y=episode.query_y, crop_padding=s.crop_padding, last_batch=s.last_batch,
-            curve=episode.record_curve)
-        return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=time.perf_counter() - t0,
-                             params=count_params(model))
+        model, _ = self.start_episode(episode)
+        curve = train_supervised(model, episode.support_x, episode.support_y, Recipe.of(self.s), generator=g,
+                                 device=self.device, eval_x=episode.query_x, eval_y=episode.query_y,
+                                 curve=episode.record_curve)
+        return episode_result(episode, curve, time.perf_counter() - t0, count_params(model))
 
     def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
-        s = self.s
         t0 = time.perf_counter()
-        nets = []
-        for ep in episodes:  # each episode's initialisation exactly as run_episode draws it
-            torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
-            nets.append(IndividualNet(ep.n_way, self.image_size, width=s.width))
-        params = count_params(nets[0])
-        curves, _ = train_stacked(
-            nets, [ep.support_x for ep in episodes], [ep.support_y for ep in episodes], epochs=s.epochs, lr=s.lr,
-            momentum=s.momentum, weight_decay=s.weight_decay, batch_size=s.batch_size,
-            generators=[rng(ep.seed, "episode", ep.index) for ep in episodes], device=self.device,
-            eval_xs=[ep.query_x for ep in episodes], eval_ys=[ep.query_y for ep in episodes],
-            crop_padding=s.crop_padding, last_batch=s.last_batch, curve=episodes[0].record_curve)
+        nets = [self.start_episode(ep)[0] for ep in episodes]  # each initialised exactly as run_episode's
+        curves, _ = self.train_stack(nets, episodes, Recipe.of(self.s))
         wall = (time.perf_counter() - t0) / len(episodes)  # the stack's wall time, shared equally
-        return [EpisodeResult(accuracy=c[-1], curve=c if ep.record_curve else None, wall_s=wall, params=params)
-                for ep, c in zip(episodes, curves, strict=True)]
+        return [episode_result(ep, c, wall, count_params(net)) for ep, c, net in zip(episodes, curves, nets, strict=True)]

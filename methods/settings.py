@@ -216,10 +216,10 @@ class LearngeneSettings(IndividualSettings):
     """True = the official leak: each target task starts from the previous one's weights."""
     checkpoint: int | None = None
     """Collective task the learngene is taken from (None = collective.learngene_task; Figure 6a)."""
-    uniform: bool = False
-    """Inherit from Figure 6b's uniform-width collective network."""
-    open_world: bool = False
-    """Inherit from the collective model after the open-world stage (Table 2)."""
+    ancestor: str = field(default="continual", metadata={"one_of": lambda: _ancestor_names()})
+    """Where the learngene's blocks come from: a key of `methods.learngene.stages.ANCESTORS` (continual =
+    the collective model's continual training, continual-uniform = Figure 6b's uniform-width network,
+    open-world = the collective model after the open-world stage of Table 2; a plug-in may add one)."""
     faithful_softmax: bool | None = None
     """Override of collective.faithful_softmax for this variant (None = the collective's)."""
     head: Literal["task_local", "class_incremental"] | None = None
@@ -391,6 +391,13 @@ class DeepEMDSettings(PretrainSettings):
 # --------------------------------------------------------------------------- building and checking
 
 
+def _ancestor_names() -> list[str]:
+    """The ancestors learngene can inherit from (imported late: the table's module imports this one)."""
+    from methods.learngene.stages import ANCESTORS
+
+    return list(ANCESTORS)
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
@@ -443,8 +450,15 @@ def field_names(cls: type) -> set[str]:
 
 
 def check_value(cls: type, section: str, key: str, value: Any) -> Any:
-    """`value` converted to field `key`'s type, or SettingsError (unknown key, wrong type, out of range)."""
+    """`value` converted to field `key`'s type, or SettingsError (unknown key, wrong type, out of range).
+    A dotted key ("collective.width") names a field of a nested settings dataclass."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    head, dot, rest = key.partition(".")
+    if dot and head in fields and dataclasses.is_dataclass(_hints(cls)[head]):
+        try:
+            return check_value(_hints(cls)[head], section, rest, value)
+        except SettingsError as exc:
+            raise SettingsError(section, f"{head}.{exc.key}", exc.why) from None
     if key not in fields:
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(fields))}"
@@ -454,6 +468,10 @@ def check_value(cls: type, section: str, key: str, value: Any) -> Any:
     if not ok:
         raise SettingsError(section, key, f"must be {_type_name(tp)}, got {value!r}")
     meta = fields[key].metadata
+    if "one_of" in meta and out not in (known := list(meta["one_of"]())):
+        close = difflib.get_close_matches(str(out), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
+        raise SettingsError(section, key, f"unknown value {value!r}; {hint}")
     nums = [v for v in (out if isinstance(out, tuple) else (out,)) if isinstance(v, int | float)
             and not isinstance(v, bool)]
     if "gt" in meta and any(v <= meta["gt"] for v in nums):
@@ -471,15 +489,34 @@ def build(cls: type, layers: Sequence[tuple[str, Mapping[str, Any]]], *, strict:
     names = field_names(cls)
     for section, mapping in layers:
         for key, value in mapping.items():
-            if not strict and key not in names:
+            if not strict and key.partition(".")[0] not in names:
                 continue
-            values[key] = check_value(cls, section, key, value)
-    return cls(**values)
+            checked = check_value(cls, section, key, value)
+            if "." not in key:  # a whole value replaces the nested overrides of earlier layers
+                values = {k: v for k, v in values.items() if not k.startswith(f"{key}.")}
+            values[key] = checked
+    plain = {k: v for k, v in values.items() if "." not in k}
+    defaults = cls(**plain)
+    return _with(defaults, {k: v for k, v in values.items() if "." in k})
+
+
+def _with(settings: Any, changes: Mapping[str, Any]) -> Any:
+    """`dataclasses.replace` that also takes dotted names of nested fields ("collective.width")."""
+    flat = {k: v for k, v in changes.items() if "." not in k}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in changes.items():
+        if "." in key:
+            head, _, rest = key.partition(".")
+            nested.setdefault(head, {})[rest] = value
+    for head, sub in nested.items():
+        flat[head] = _with(flat.get(head, getattr(settings, head)), sub)
+    return dataclasses.replace(settings, **flat) if flat else settings
 
 
 def replace(settings: Any, section: str, **changes: Any) -> Any:
-    """`dataclasses.replace` with the same checks as `build` (`section` names where the change came from)."""
-    return dataclasses.replace(settings, **{k: check_value(type(settings), section, k, v) for k, v in changes.items()})
+    """`dataclasses.replace` with the same checks as `build` (`section` names where the change came from);
+    a dotted name changes a nested field (`replace(s, "options", **{"collective.width": 0.5})`)."""
+    return _with(settings, {k: check_value(type(settings), section, k, v) for k, v in changes.items()})
 
 
 def to_json(settings: Any) -> dict[str, Any]:

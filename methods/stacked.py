@@ -18,6 +18,7 @@ convolution and bmm vs addmm sum in different orders).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from torch import nn
 
 from methods.backbones import IndividualNet
 from methods.base import EpisodeData, EpisodeResult
-from methods.training import accuracy, epoch_batches, fit, predict
+from methods.training import Recipe, accuracy, derived_seed, epoch_batches, fit, predict, rng
 from tasks.augment import train_transform_stacked
 
 
@@ -114,11 +115,9 @@ class StackedIndividualNet(nn.Module):
         return target
 
 
-def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list[torch.Tensor], *, epochs: int,
-                  lr: float, momentum: float, weight_decay: float, batch_size: int,
+def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list[torch.Tensor], recipe: Recipe, *,
                   generators: list[torch.Generator], device: torch.device,
-                  eval_xs: list[torch.Tensor], eval_ys: list[torch.Tensor], crop_padding: int = 0,
-                  last_batch: str = "keep", curve: bool = True,
+                  eval_xs: list[torch.Tensor], eval_ys: list[torch.Tensor], curve: bool = True,
                   extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
                   on_stack: Callable[[StackedIndividualNet], None] | None = None,
                   ) -> tuple[list[list[float]], StackedIndividualNet]:
@@ -128,7 +127,11 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
 
     `extra_loss(stacked)` must be the sum of the episodes' own extra losses (learngene's EWC penalty:
     elementwise over stacked parameters, so it is); `on_stack(stacked)` runs once the stacked network
-    exists, before training (to build such a loss against its parameters)."""
+    exists, before training (to build such a loss against its parameters). The recipe's
+    `reset_optimizer_each_epoch` and `amp_dtype` are not supported here (no caller stacks with them)."""
+    if recipe.reset_optimizer_each_epoch or recipe.amp_dtype is not None:
+        raise ValueError("stacked episodes support neither reset_optimizer_each_epoch nor amp_dtype")
+    r = recipe
     e = len(nets)
     if not (len({x.shape for x in xs_u8}) == len({x.shape for x in eval_xs}) == 1 and len(generators) == e):
         raise ValueError("stacked episodes need equal support and query shapes and one generator each")
@@ -144,12 +147,12 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
     def batches(_: int) -> list[torch.Tensor]:
         # Each episode's batch order is drawn from its own generator at the epoch start, as
         # `shuffled_batches` does; equal n gives equal batch sizes, so step i stacks [B, E] indices.
-        per = [epoch_batches(n, batch_size, g, last_batch) for g in generators]
+        per = [epoch_batches(n, r.batch_size, g, r.last_batch) for g in generators]
         return [torch.stack(step, 1) for step in zip(*per, strict=True)]
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         idx = idx.to(device)
-        xb = train_transform_stacked(x[idx, cols], generators, crop_padding)
+        xb = train_transform_stacked(x[idx, cols], generators, r.crop_padding)
         logits = model(xb)  # [B, E, N]
         # Sum over episodes of each episode's mean: group e's gradient is episode e's own.
         loss = F.cross_entropy(logits.flatten(0, 1), y[idx, cols].flatten(), reduction="sum") / idx.shape[0]
@@ -159,9 +162,9 @@ def train_stacked(nets: list[IndividualNet], xs_u8: list[torch.Tensor], ys: list
         logits = predict(model, qx, device).cpu()  # eval mode; uint8 [Q,E,3,H,W] normalised per channel
         return [accuracy(logits[:, i], qy[i]) for i in range(e)]
 
-    log = fit(loss_of, batches, lambda: torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                                         weight_decay=weight_decay),
-              epochs=epochs, module=model, after_epoch=evaluate, every_epoch=curve)
+    log = fit(loss_of, batches, lambda: torch.optim.SGD(model.parameters(), lr=r.lr, momentum=r.momentum,
+                                                         weight_decay=r.weight_decay),
+              epochs=r.epochs, module=model, after_epoch=evaluate, every_epoch=curve)
     return [list(c) for c in zip(*log.epochs, strict=True)] if log.epochs else [[] for _ in range(e)], model
 
 
@@ -193,6 +196,31 @@ class StackedEpisodes:
     def uses_stacking(self) -> bool:
         return self.device.type == "cuda" if self.stack_episodes is None else self.stack_episodes
 
+    def new_model(self, episode: EpisodeData) -> nn.Module:
+        """The episode's fresh model (torch's global seed already set by `start_episode`)."""
+        raise NotImplementedError
+
+    def episode_state(self, model: nn.Module, episode: EpisodeData) -> Any:
+        """What an episode draws right after its initialisation (learngene: the Fisher diagonal); None here."""
+        return None
+
+    def start_episode(self, episode: EpisodeData) -> tuple[nn.Module, Any]:
+        """The episode's initialised model on the device and its `episode_state`, drawn the same way by
+        `run_episode` and `_run_stack` (torch seeded from the cell seed and episode index, as scratch
+        and learngene share it, so the two are paired episode by episode)."""
+        torch.manual_seed(derived_seed(episode.seed, "episode-init", episode.index))
+        model = self.new_model(episode).to(self.device)
+        return model, self.episode_state(model, episode)
+
+    def train_stack(self, nets: list[IndividualNet], episodes: list[EpisodeData], recipe: Recipe,
+                    **kw: Any) -> tuple[list[list[float]], StackedIndividualNet]:
+        """`train_stacked` on these episodes' support and query sets, each with the batch/augmentation
+        generator `run_episode` gives it (`kw`: extra_loss, on_stack)."""
+        return train_stacked(nets, [ep.support_x for ep in episodes], [ep.support_y for ep in episodes], recipe,
+                             generators=[rng(ep.seed, "episode", ep.index) for ep in episodes], device=self.device,
+                             eval_xs=[ep.query_x for ep in episodes], eval_ys=[ep.query_y for ep in episodes],
+                             curve=episodes[0].record_curve, **kw)
+
     def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
         raise NotImplementedError
 
@@ -210,3 +238,11 @@ class StackedEpisodes:
                 for i, res in zip(chunk, self._run_stack([episodes[i] for i in chunk]), strict=True):
                     out[i] = res
         return out  # type: ignore[return-value]
+
+
+def episode_result(episode: EpisodeData, curve: list[float], wall_s: float, params: int,
+                   extra: dict[str, Any] | None = None) -> EpisodeResult:
+    """The result record of a support-set trainer's episode (either path): the last epoch's accuracy,
+    the curve when the episode asked for one."""
+    return EpisodeResult(accuracy=curve[-1], curve=curve if episode.record_curve else None, wall_s=wall_s,
+                         params=params, extra=extra if extra is not None else {})

@@ -19,6 +19,7 @@ at 10 shots there); kept for comparison.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -225,37 +226,62 @@ def fit(loss_of: Callable[[Any], torch.Tensor], batches: Callable[[int], Iterabl
     return log
 
 
-def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                     momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 32,
+@dataclass(frozen=True)
+class Recipe:
+    """A supervised training recipe (`train_supervised`, `train_stacked`): SGD with cross-entropy on
+    augmented images. One object instead of nine keyword arguments, so a caller passes its settings'
+    recipe whole (`Recipe.of(settings)`) and a new knob is added in one place."""
+
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 32
+    crop_padding: int = 0
+    last_batch: str = "keep"
+    """Each epoch's short last batch: keep, balanced or drop (see the module docstring)."""
+    reset_optimizer_each_epoch: bool = False
+    """A fresh SGD optimiser every epoch (the official code's individual model)."""
+    amp_dtype: torch.dtype | None = None
+    """Autocast dtype of the forward passes (None = fp32)."""
+
+    @classmethod
+    def of(cls, settings: Any, **changes: Any) -> Recipe:
+        """The recipe fields `settings` has (e.g. `IndividualSettings`, `CollectiveSettings`), then `changes`."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{k: getattr(settings, k) for k in names if hasattr(settings, k)}, **changes)
+
+
+def train_supervised(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, recipe: Recipe, *,
                      generator: torch.Generator, device: torch.device,
                      eval_x: torch.Tensor | None = None, eval_y: torch.Tensor | None = None,
                      extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
-                     reset_optimizer_each_epoch: bool = False, crop_padding: int = 0,
-                     amp_dtype: torch.dtype | None = None, params: list[nn.Parameter] | None = None,
-                     progress: str | None = None, last_batch: str = "keep", curve: bool = True) -> list[float]:
+                     params: list[nn.Parameter] | None = None, progress: str | None = None,
+                     curve: bool = True) -> list[float]:
     """SGD with cross-entropy on augmented uint8 images (scratch, learngene, the collective model);
     returns query accuracy after each epoch (empty without eval data; only after the last one with
     `curve=False`: evaluation does not touch the training's random streams, so the final number is
     the same).
 
     One optimiser per call (the official code re-created it every epoch for the individual model;
-    `reset_optimizer_each_epoch=True` reproduces that)."""
+    `recipe.reset_optimizer_each_epoch` reproduces that)."""
+    r = recipe
     model.to(device)
     y = y.to(device)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        xb = train_transform(x_u8[idx].to(device), generator, crop_padding)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        xb = train_transform(x_u8[idx].to(device), generator, r.crop_padding)
+        with torch.autocast(device.type, dtype=r.amp_dtype, enabled=r.amp_dtype is not None):
             loss = F.cross_entropy(model(xb), y[idx.to(device)])
         return loss + extra_loss(model) if extra_loss is not None else loss
 
     evaluate = (lambda: accuracy(predict(model, eval_x, device), eval_y)) \
         if eval_x is not None and eval_y is not None else None
     n = x_u8.shape[0]
-    log = fit(loss_of, shuffled_batches(n, batch_size, generator, last_batch),
-              lambda: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay),
-              epochs=epochs, module=model, after_epoch=evaluate, every_epoch=curve,
-              fresh_optimizer_each_epoch=reset_optimizer_each_epoch, progress=progress,
-              total=epochs * -(-n // batch_size))
+    log = fit(loss_of, shuffled_batches(n, r.batch_size, generator, r.last_batch),
+              lambda: torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay),
+              epochs=r.epochs, module=model, after_epoch=evaluate, every_epoch=curve,
+              fresh_optimizer_each_epoch=r.reset_optimizer_each_epoch, progress=progress,
+              total=r.epochs * -(-n // r.batch_size))
     return log.epochs

@@ -65,7 +65,6 @@ from bench.runner import Env, RunSpec, resolve_device, run_episodes  # noqa: E40
 from bench.usage import cpu_name  # noqa: E402
 from methods import registry  # noqa: E402
 from methods.artifacts import ArtifactCache  # noqa: E402
-from methods.settings import to_json  # noqa: E402
 from methods.stacked import StackedEpisodes  # noqa: E402
 
 #: tiny-imagenet-100: classes, train and test images per class.
@@ -221,15 +220,14 @@ def collective_row(ctx: Ctx) -> Row:
     runs = len(groups) * ctx.n_artifacts
     src, data, size = ctx.source, ctx.source.data, ctx.source.data.image_size
     tasks = stages._tasks(src, cs)
-    cfg = to_json(cs)
     n_out = stages._n_outputs(src, cs, cs.head)
-    schedule = widening_schedule(cfg["schedule"], cs.widen_until, cs.width, len(tasks))
+    schedule = widening_schedule(cs.schedule, cs.widen_until, cs.width, len(tasks))
     all_ops = [op for t in sorted(schedule) for op in schedule[t]]
     bs = cs.batch_size
 
     def new_net(device: torch.device | str) -> CollectiveNet:
         torch.manual_seed(derived_seed(0, "collective", "init"))
-        return CollectiveNet(n_out, size, widths=initial_widths(cfg, None), width=cs.width,
+        return CollectiveNet(n_out, size, widths=initial_widths(cs, None), width=cs.width,
                              softmax_output=cs.faithful_softmax, pool_after=COLLECTIVE_POOL_AFTER).to(device)
 
     # MACs per image of each task's network (on the CPU): the interpolation's abscissa
@@ -248,7 +246,7 @@ def collective_row(ctx: Ctx) -> Row:
     pick = torch.Generator().manual_seed(0)
 
     def step_seconds(widened: bool) -> tuple[float, float]:
-        learner = ContinualLearner(new_net(ctx.device), data, cfg, device=ctx.device, seed=0, head=cs.head,
+        learner = ContinualLearner(new_net(ctx.device), data, cs, device=ctx.device, seed=0, head=cs.head,
                                    class_index=stages._class_index(src))
         if widened:
             for conv, add in all_ops:
@@ -260,7 +258,7 @@ def collective_row(ctx: Ctx) -> Row:
             keep = torch.randperm(len(task.train_idx), generator=pick)[:n_img]
             sub = dataclasses.replace(task, train_idx=task.train_idx[keep], train_labels=task.train_labels[keep],
                                       test_idx=task.test_idx[:5], test_labels=task.test_labels[:5])
-            learner.cfg = {**cfg, "epochs": epochs}
+            learner.cfg = dataclasses.replace(cs, epochs=epochs)
             dt, _ = ctx.timed(lambda: learner.learn(sub))
             return dt, steps
 

@@ -56,7 +56,8 @@ class DatasetInfo:
     name: str
     description: str
     native_size: int | None
-    loader: Callable[..., ImageSet]
+    loader: Callable[..., ImageSet] | None
+    """(found path, image size, cache dir) -> ImageSet; None where `load_dataset` builds it itself (synthetic)."""
     finder: Callable[[Path], Path | None] | None = None
 
 
@@ -555,7 +556,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "imagefolder": DatasetInfo("imagefolder", "your own root/<class>/* images (root/train + root/test if present)",
                                None, load_imagefolder, None),
     "synthetic": DatasetInfo("synthetic", "procedural images made in code (no files; smoke runs and offline demos)",
-                             32, lambda *a, **k: make_synthetic(), None),
+                             32, None, None),
 }
 
 
@@ -591,7 +592,7 @@ def load_dataset(name: str, data_dir: Path | None = None, image_size: int | None
     if name == "imagefolder":
         return load_imagefolder(data_dir, image_size, cache_dir)
     info = DATASETS[name]
-    assert info.finder is not None
+    assert info.finder is not None and info.loader is not None
     found = info.finder(data_dir) if data_dir.is_dir() else None
     if found is None:
         raise DataError(

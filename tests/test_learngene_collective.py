@@ -1,6 +1,8 @@
 """Collective model: Net2Wider/Net2Deeper are function-preserving, the schedule, ρ, continual training."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from methods.learngene.collective import (
     widen,
     widening_schedule,
 )
+from methods.settings import CollectiveSettings
 from tasks.continual import continual_tasks
 from tasks.datasets import make_synthetic
 
@@ -134,8 +137,8 @@ def test_rho_signed_and_abs_on_a_known_gradient():
 def small_run():
     data = make_synthetic(num_classes=12, train_per_class=12, test_per_class=4, seed=1)
     tasks = continual_tasks(data, list(range(10)), 3, 5, 10, 4, seed=0)
-    cfg = {"width": 0.125, "epochs": 2, "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
-           "widen_until": 2, "sigma": 1e-4, "schedule": "paper"}
+    cfg = CollectiveSettings(width=0.125, epochs=2, batch_size=16, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                             widen_until=2, sigma=1e-4, schedule="paper")
     return data, tasks, cfg
 
 
@@ -166,7 +169,7 @@ def test_class_incremental_head_uses_global_outputs(small_run):
     data, tasks, cfg = small_run
     idx = {c: i for i, c in enumerate(range(12))}
     net = CollectiveNet(12, 32, width=0.125)
-    learner = ContinualLearner(net, data, {**cfg, "epochs": 1}, device=torch.device("cpu"), seed=0,
+    learner = ContinualLearner(net, data, dataclasses.replace(cfg, epochs=1), device=torch.device("cpu"), seed=0,
                                head="class_incremental", class_index=idx)
     learner.learn(tasks[0])
     assert len(learner.R) == 1 and 0.0 <= learner.R[0][0] <= 1.0
@@ -214,7 +217,7 @@ def test_collective_accuracy_is_measured_on_held_out_images_only(small_run, monk
     for tk in tasks:
         assert not set(tk.test_idx.tolist()) & set(tk.train_idx.tolist())
         assert bool((data.pool[tk.test_idx] == TEST_POOL).all())
-    learner = ContinualLearner(CollectiveNet(10, 32, width=0.125), data, {**cfg, "epochs": 1},
+    learner = ContinualLearner(CollectiveNet(10, 32, width=0.125), data, dataclasses.replace(cfg, epochs=1),
                                device=torch.device("cpu"), seed=0)
     learner.learn(tasks[0])
     learner.learn(tasks[1])

@@ -20,7 +20,8 @@ from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, SourceData
 from methods.learngene.collective import ContinualLearner
 from methods.learngene.inherit import build_individual, extract_learngene, gene_blocks
-from methods.learngene.stages import collective_artifact, open_world_artifact
+from methods.learngene.stages import AncestorState, collective_artifact, open_world_artifact
+from methods.settings import CollectiveSettings
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
@@ -66,8 +67,9 @@ def test_inheritance_copies_exactly_the_chosen_blocks(position):
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.normal_()
-    entry = ContinualLearner(net, make_synthetic(5, 2, 1), {}, device=torch.device("cpu"), seed=0).state()
-    gene = extract_learngene(entry, 3, position)
+    entry = ContinualLearner(net, make_synthetic(5, 2, 1), CollectiveSettings(), device=torch.device("cpu"),
+                             seed=0).state()
+    gene = extract_learngene(AncestorState.of_entry(entry, "test"), 3, position)
     ind = build_individual(gene, 5, 32, 0.125)
     for block, i in zip(ind.gene, gene["indices"], strict=True):
         src = net.blocks[i].state_dict()

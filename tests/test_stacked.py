@@ -20,10 +20,10 @@ from methods.backbones import CollectiveNet, IndividualNet
 from methods.base import EpisodeResult
 from methods.learngene.ewc import EWCPenalty
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
-from methods.learngene.method import _per_episode_penalty
+from methods.learngene.stages import AncestorState
 from methods.settings import LearngeneSettings
 from methods.stacked import stack_named, train_stacked
-from methods.training import derived_seed, rng, train_supervised
+from methods.training import Recipe, derived_seed, rng, train_supervised
 from tasks.augment import train_transform, train_transform_stacked
 from tasks.datasets import make_synthetic
 
@@ -68,16 +68,17 @@ def test_stacked_augmentation_equals_per_episode(crop):
 
 def test_stacked_weights_equal_one_at_a_time_float64():
     eps = episodes(source(colour_set()), k_shot=5, n_query=3, n=3)
-    kw = {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 8, "crop_padding": 2,
-          "last_batch": "keep", "device": torch.device("cpu")}  # 25 images: batches 8,8,8,1 (uneven)
+    recipe = Recipe(epochs=2, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=8, crop_padding=2,
+                    last_batch="keep")
+    kw = {"device": torch.device("cpu")}  # 25 images: batches 8,8,8,1 (uneven)
     alone = []
     for ep in eps:
         model = _Float64(_init(ep))
-        curve = train_supervised(model, ep.support_x, ep.support_y, generator=rng(ep.seed, "episode", ep.index),
+        curve = train_supervised(model, ep.support_x, ep.support_y, recipe, generator=rng(ep.seed, "episode", ep.index),
                                  eval_x=ep.query_x, eval_y=ep.query_y, **kw)
         alone.append((model.net, curve))
     curves, stacked = train_stacked([_init(ep).double() for ep in eps], [ep.support_x for ep in eps],
-                                    [ep.support_y for ep in eps],
+                                    [ep.support_y for ep in eps], recipe,
                                     generators=[rng(ep.seed, "episode", ep.index) for ep in eps],
                                     eval_xs=[ep.query_x for ep in eps], eval_ys=[ep.query_y for ep in eps], **kw)
     for e, (net, curve) in enumerate(alone):
@@ -160,7 +161,7 @@ def _gene() -> dict:
     """A learngene from a random collective network (no collective training: stacking is what is tested)."""
     torch.manual_seed(0)
     net = CollectiveNet(5, 32, width=0.125)
-    return extract_learngene({"widths": net.widths, "state": net.state_dict()}, 3, "top")
+    return extract_learngene(AncestorState(net.state_dict(), tuple(net.widths), "test"), 3, "top")
 
 
 def _learngene(stack: bool | None, **settings) -> methods.Method:
@@ -175,8 +176,9 @@ def _learngene(stack: bool | None, **settings) -> methods.Method:
 def test_learngene_ewc_stacked_weights_equal_one_at_a_time_float64():
     eps = episodes(_textured(), k_shot=5, n_query=3, n=3)
     gene = _gene()
-    kw = {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 8, "crop_padding": 2,
-          "last_batch": "balanced", "device": torch.device("cpu")}
+    recipe = Recipe(epochs=2, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=8, crop_padding=2,
+                    last_batch="balanced")
+    kw = {"device": torch.device("cpu")}
 
     def build(ep) -> IndividualNet:
         torch.manual_seed(derived_seed(ep.seed, "episode-init", ep.index))
@@ -189,17 +191,17 @@ def test_learngene_ewc_stacked_weights_equal_one_at_a_time_float64():
     for ep, fisher in zip(eps, fishers, strict=True):
         model = _Float64(build(ep))
         penalty = EWCPenalty(model.net, fisher, 1000.0)
-        train_supervised(model, ep.support_x, ep.support_y, generator=rng(ep.seed, "episode", ep.index),
+        train_supervised(model, ep.support_x, ep.support_y, recipe, generator=rng(ep.seed, "episode", ep.index),
                          extra_loss=lambda _, p=penalty, n=model.net: p(n), **kw)
         alone.append((model.net, float(penalty(model.net).detach())))
     stacked_penalty: list[EWCPenalty] = []
     _, stacked = train_stacked(
-        [build(ep) for ep in eps], [ep.support_x for ep in eps], [ep.support_y for ep in eps],
+        [build(ep) for ep in eps], [ep.support_x for ep in eps], [ep.support_y for ep in eps], recipe,
         generators=[rng(ep.seed, "episode", ep.index) for ep in eps], eval_xs=[ep.query_x for ep in eps],
         eval_ys=[ep.query_y for ep in eps], curve=False,
         on_stack=lambda m: stacked_penalty.append(EWCPenalty(m, stack_named(fishers), 1000.0)),
         extra_loss=lambda m: stacked_penalty[0](m), **kw)
-    finals = _per_episode_penalty(stacked_penalty[0], stacked, len(eps))
+    finals = stacked_penalty[0].per_episode(stacked, len(eps))
     for e, (net, pen) in enumerate(alone):
         got = stacked.export(e, build(eps[e])).state_dict()
         for name, want in net.state_dict().items():

@@ -1,6 +1,10 @@
 """The collective model (Wang et al., AAAI 2022): an expandable 13-conv network trained on 5-class
-tasks one after another, grown by Net2Wider / Net2Deeper, with the judgement criterion ρ recorded
-for every layer and task, checkpoints kept, and the accuracy matrix R[t, i].
+tasks one after another, grown by Net2Wider on the official code's schedule, with the judgement
+criterion ρ recorded for every layer and task, checkpoints kept, and the accuracy matrix R[t, i].
+
+Net2Deeper (`deepen`) is the expandable network's other operator in the paper's description; the
+official code's schedule never deepens, so no training here calls it (the network stays 13 convs
+deep). It is kept, tested for exactness, for a schedule that would.
 
 Net2Wider is function-preserving with BatchNorm: every new channel copies its source's conv filter,
 bias and BN parameters and statistics, and the next layer's incoming weights are divided by the
@@ -21,7 +25,8 @@ import torch
 from torch import nn
 
 from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet, scaled
-from methods.training import derived_seed, predict, rng, train_supervised
+from methods.settings import CollectiveSettings
+from methods.training import Recipe, derived_seed, predict, rng, train_supervised
 from tasks.continual import ContinualTask
 from tasks.imageset import ImageSet
 
@@ -99,7 +104,8 @@ def widen(net: CollectiveNet, layer: int, extra: int, generator: torch.Generator
 
 @torch.no_grad()
 def deepen(net: CollectiveNet, after: int) -> None:
-    """Net2Deeper: insert an identity conv(3x3)+BN+ReLU block right after block `after`.
+    """Net2Deeper: insert an identity conv(3x3)+BN+ReLU block right after block `after` (no schedule
+    calls it yet: see the module docstring).
 
     Exact in eval mode because the input is a post-ReLU (non-negative) map: the centred identity
     kernel copies it, BN with mean 0, var 1-eps, γ 1, β 0 is the identity, and ReLU is idempotent.
@@ -202,7 +208,7 @@ class ContinualLearner:
     i's held-out test images after training task t, argmax over task i's outputs (task-aware).
     """
 
-    def __init__(self, net: CollectiveNet, data: ImageSet, cfg: Mapping[str, Any], *, device: torch.device,
+    def __init__(self, net: CollectiveNet, data: ImageSet, cfg: CollectiveSettings, *, device: torch.device,
                  seed: int, head: str = "task_local", class_index: Mapping[int, int] | None = None):
         if head not in ("task_local", "class_incremental"):
             raise ValueError(f"unknown collective head '{head}'; use task_local or class_incremental")
@@ -221,22 +227,19 @@ class ContinualLearner:
             widen(self.net, conv, add, self.widen_generator)
         cfg = self.cfg
         t = len(self.tasks)
-        epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
         x = self.data.images[task.train_idx].to(self.device)
         y = train_targets(task, self.head, self.class_index)
-        steps = max(1, math.ceil(len(x) / bs))
-        rec = _RhoRecorder(self.net, float(cfg["sigma"]), epochs, steps)
-        amp = cfg.get("amp", "none")
+        steps = max(1, math.ceil(len(x) / cfg.batch_size))
+        rec = _RhoRecorder(self.net, cfg.sigma, cfg.epochs, steps)
+        recipe = Recipe.of(cfg, amp_dtype=torch.bfloat16 if cfg.amp == "bf16" else None)  # last batch kept
         try:
-            train_supervised(self.net, x, y, epochs=epochs, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
-                             weight_decay=float(cfg["weight_decay"]), batch_size=bs, generator=self.generator,
-                             device=self.device, amp_dtype=torch.bfloat16 if amp == "bf16" else None,
-                             crop_padding=int(cfg.get("crop_padding", 0)), progress=f"collective task {t}")
+            train_supervised(self.net, x, y, recipe, generator=self.generator, device=self.device,
+                             progress=f"collective task {t}")
         finally:
             per_epoch = rec.close()
         for mode, layers in per_epoch.items():
             for layer, vals in enumerate(layers):
-                self.rho.append({"task": t, "layer": layer + 1, "mode": mode, "sigma": float(cfg["sigma"]),
+                self.rho.append({"task": t, "layer": layer + 1, "mode": mode, "sigma": cfg.sigma,
                                  "rho": float(sum(vals) / len(vals)), "per_epoch": [float(v) for v in vals]})
         self.tasks.append(task)
         self.R.append(self.evaluate())
@@ -279,14 +282,14 @@ def model_from_state(entry: Mapping[str, Any]) -> CollectiveNet:
     return net
 
 
-def initial_widths(cfg: Mapping[str, Any], uniform_width: int | None) -> list[int]:
+def initial_widths(cfg: CollectiveSettings, uniform_width: int | None) -> list[int]:
     """The task-0 widths (unscaled): the paper's base network, or 13 × `uniform_width` (Figure 6b)."""
     from methods.backbones import COLLECTIVE_WIDTHS
 
     return [int(uniform_width)] * 13 if uniform_width else list(COLLECTIVE_WIDTHS)
 
 
-def train_collective(data: ImageSet, tasks: Sequence[ContinualTask], cfg: Mapping[str, Any], *,
+def train_collective(data: ImageSet, tasks: Sequence[ContinualTask], cfg: CollectiveSettings, *,
                      device: torch.device, seed: int, n_outputs: int, uniform_width: int | None = None,
                      faithful_softmax: bool = False, head: str = "task_local",
                      class_index: Mapping[int, int] | None = None, keep: Iterable[int] = ()) -> dict[str, Any]:
@@ -295,12 +298,11 @@ def train_collective(data: ImageSet, tasks: Sequence[ContinualTask], cfg: Mappin
     Keys: final (state), checkpoints {str(task): state} after the tasks in `keep`, tasks (JSON),
     rho (tidy rows), R (lower-triangular accuracy matrix), schedule (task -> widenings), head.
     """
-    width = float(cfg["width"])
+    width = cfg.width
     torch.manual_seed(derived_seed(seed, "collective", "init"))
     net = CollectiveNet(n_outputs, data.image_size, widths=initial_widths(cfg, uniform_width), width=width,
                         softmax_output=faithful_softmax, pool_after=COLLECTIVE_POOL_AFTER)
-    schedule = widening_schedule("none" if uniform_width else cfg.get("schedule", "paper"),
-                                 int(cfg["widen_until"]), width, len(tasks))
+    schedule = widening_schedule("none" if uniform_width else cfg.schedule, cfg.widen_until, width, len(tasks))
     learner = ContinualLearner(net, data, cfg, device=device, seed=seed, head=head, class_index=class_index)
     keep = set(int(k) for k in keep)
     checkpoints: dict[str, Any] = {}

@@ -95,3 +95,12 @@ class EWCPenalty:
         total = sum(((self.fisher[k] * (params[k] - self.anchor[k]).pow(2)).sum() for k in self.names),
                     start=torch.zeros((), device=next(iter(self.anchor.values())).device))
         return self.lam * 0.5 * total
+
+    @torch.no_grad()
+    def per_episode(self, model: nn.Module, n: int) -> list[float]:
+        """Each of n stacked episodes' own penalty, when this penalty is over a stacked network
+        (`methods.stacked`: every tensor is the episodes' tensors concatenated along dim 0)."""
+        params = dict(model.named_parameters())
+        total = sum((self.fisher[k] * (params[k] - self.anchor[k]).pow(2)).reshape(n, -1).sum(1)
+                    for k in self.names)
+        return [float(v) for v in self.lam * 0.5 * total]

@@ -1,5 +1,7 @@
 """Learngene extraction and the individual model (Wang et al., AAAI 2022: the top-3 conv blocks of the
-collective model become the individual model's last blocks).
+collective model become the individual model's last blocks). The blocks come from an ancestor
+(`methods.learngene.stages.AncestorState`, whose docstring is the contract: conv blocks under
+`blocks.{i}.` and their widths), whichever network built it.
 
 The learngene is k consecutive conv blocks: "top" (the paper's and the code's choice: conv11-13 of
 13), "middle" (conv6-8) or "front" (conv1-3) as in Figure 6b, or an int start index. It is stored as
@@ -17,9 +19,12 @@ because it handicaps the "front" curve of Figure 6b.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from methods.backbones import IndividualNet
+
+if TYPE_CHECKING:
+    from methods.learngene.stages import AncestorState
 
 
 def gene_blocks(n_layers: int, k: int, position: str | int) -> list[int]:
@@ -41,11 +46,11 @@ def gene_blocks(n_layers: int, k: int, position: str | int) -> list[int]:
     return list(range(start, start + k))
 
 
-def extract_learngene(entry: Mapping[str, Any], k: int = 3, position: str | int = "top") -> dict[str, Any]:
-    """The learngene of a stored collective state (`ContinualLearner.state()`)."""
-    widths = list(entry["widths"])
+def extract_learngene(ancestor: AncestorState, k: int = 3, position: str | int = "top") -> dict[str, Any]:
+    """The learngene of an ancestor network (any `AncestorState`: its `blocks.{i}.` keys and `widths`)."""
+    widths = list(ancestor.widths)
     idx = gene_blocks(len(widths), k, position)
-    state = entry["state"]
+    state = ancestor.state
     blocks = []
     for i in idx:
         prefix = f"blocks.{i}."

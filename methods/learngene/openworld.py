@@ -32,6 +32,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from methods.learngene.collective import ContinualLearner, model_from_state
+from methods.settings import CollectiveSettings
 from methods.training import derived_seed, predict, rng
 from tasks.continual import ContinualTask
 from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet
@@ -145,7 +146,7 @@ def _known_labels(data: ImageSet, idx: torch.Tensor, tasks: Sequence[ContinualTa
 
 
 def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequence[ContinualTask],
-                     open_ids: Sequence[int], cfg: Mapping[str, Any], *, device: torch.device, seed: int,
+                     open_ids: Sequence[int], cfg: CollectiveSettings, *, device: torch.device, seed: int,
                      class_index: Mapping[int, int] | None = None,
                      threshold: float | str = "tune", min_flagged: int = 1) -> dict[str, Any]:
     """Detect open-world classes with the trained collective model, then learn them incrementally.
@@ -193,9 +194,7 @@ def open_world_stage(data: ImageSet, artifact: Mapping[str, Any], tasks: Sequenc
     learner.tasks, learner.R = list(tasks), [list(r) for r in artifact["R"]]
     before = continual_metrics(learner.R)
     new_tasks = []
-    cap = cfg.get("images_per_class")
-    test_cap = cfg.get("test_per_class")
-    per = int(cfg.get("classes_per_task", 5))
+    cap, test_cap, per = cfg.images_per_class, cfg.test_per_class, cfg.classes_per_task
     for k in range(len(recognised) // per):
         classes = tuple(recognised[per * k:per * k + per])
         tr = [per_class[c][:cap] for c in classes]

@@ -1,14 +1,22 @@
-"""The two cached stages learngene inherits from: the collective model's continual training
-(`collective_artifact`) and its open-world stage (`open_world_artifact`).
+"""Where a learngene is inherited from: the table of ancestors (`ANCESTORS`), each a builder that
+returns one documented `AncestorState`, and the two cached stages the built-in ancestors read: the
+collective model's continual training (`collective_artifact`) and its open-world stage
+(`open_world_artifact`).
 
 Why a module of their own: Table 2, Table 3, Figures 3, 4 and 6 all read one collective model per
 configuration, so building and caching it is separate from the `Method` that inherits from it and
 from the experiments that report on it. The cache key is the `CollectiveSettings` fields that change
-the trained network, plus the data and the variant's choices (double softmax, head, uniform width).
+the trained network, plus the data and the variant's choices (double softmax, head, and the uniform
+width when the ancestor is "continual-uniform").
+
+A new ancestor is one builder function and one entry in `ANCESTORS` (tests/test_ancestors.py adds a
+random-weight one); `LearngeneSettings.ancestor` accepts the table's keys.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +24,7 @@ import torch
 from methods.base import SourceData
 from methods.learngene.collective import train_collective
 from methods.learngene.openworld import open_world_stage
-from methods.settings import CollectiveSettings, to_json
+from methods.settings import CollectiveSettings, LearngeneSettings, to_json
 from tasks.continual import ContinualTask, continual_tasks
 
 ARTIFACT_VERSION = 3
@@ -60,7 +68,7 @@ def collective_artifact(source: SourceData, s: CollectiveSettings, cache: Any, d
 
     def build() -> dict[str, Any]:
         t0 = time.perf_counter()
-        art = train_collective(source.data, _tasks(source, s), to_json(s), device=torch.device(device),
+        art = train_collective(source.data, _tasks(source, s), s, device=torch.device(device),
                                seed=source.seed, n_outputs=_n_outputs(source, s, run["head"]),
                                uniform_width=run["uniform_width"], faithful_softmax=run["faithful_softmax"],
                                head=run["head"], class_index=_class_index(source), keep=run["keep"])
@@ -91,8 +99,88 @@ def open_world_artifact(source: SourceData, s: CollectiveSettings, cache: Any, d
     def build() -> dict[str, Any]:
         art = collective_artifact(source, s, cache, device, faithful_softmax=faithful_softmax, head=head)
         thr = s.open_world_threshold
-        return open_world_stage(source.data, art, _tasks(source, s), source.open_ids, to_json(s),
+        return open_world_stage(source.data, art, _tasks(source, s), source.open_ids, s,
                                 device=torch.device(device), seed=source.seed, class_index=_class_index(source),
                                 threshold=thr if thr == "tune" else float(thr), min_flagged=s.open_world_min_flagged)
 
     return cache.get_or_build("learngene-openworld", okey, build)
+
+
+# --------------------------------------------------------------------------- ancestors
+
+
+@dataclass(frozen=True)
+class AncestorState:
+    """A trained network a learngene is taken from, as `inherit.extract_learngene` reads it.
+
+    The contract, whatever network it came from: `state` is a state dict whose conv blocks are the
+    keys under `blocks.{i}.` (i = 0..len(widths)-1, in forward order), each block a
+    `Sequential(conv3x3, BatchNorm2d, ReLU)` ("blocks.{i}.0.weight", "blocks.{i}.0.bias",
+    "blocks.{i}.1.weight", ..., "blocks.{i}.1.running_var"), as `backbones.CollectiveNet` names them;
+    block 0 reads RGB and block i outputs `widths[i]` channels (so block i reads `widths[i-1]`).
+    Other keys (pools, classifier) are ignored.
+    """
+
+    state: Mapping[str, torch.Tensor]
+    """The network's tensors (CPU), conv blocks under `blocks.{i}.`."""
+    widths: tuple[int, ...]
+    """Output channels of each conv block, in order."""
+    provenance: str
+    """Where the blocks come from, stored with every result as `gene_source` ("task 20",
+    "after open-world stage")."""
+    image_size: int | None = None
+    """Image size the network was trained at (None = not known)."""
+
+    @classmethod
+    def of_entry(cls, entry: Mapping[str, Any], provenance: str) -> AncestorState:
+        """From a stored collective state (`collective.ContinualLearner.state()`)."""
+        return cls(entry["state"], tuple(int(w) for w in entry["widths"]), provenance, entry.get("image_size"))
+
+
+AncestorBuilder = Callable[[SourceData, LearngeneSettings, Any, torch.device | str], AncestorState]
+
+
+def _checkpoint_of(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str,
+                   uniform: bool) -> AncestorState:
+    c = s.collective
+    art = collective_artifact(source, c, cache, device, uniform=uniform, faithful_softmax=s.faithful_softmax,
+                              head=s.head)
+    t = c.learngene_task if s.checkpoint is None else s.checkpoint
+    return AncestorState.of_entry(checkpoint_entry(art, c, t), f"task {t}")
+
+
+def continual(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
+    """The collective model after task `checkpoint` (default `collective.learngene_task`) of its
+    continual training, widened by the paper's Net2Wider schedule (Table 3, Figure 6a)."""
+    return _checkpoint_of(source, s, cache, device, uniform=False)
+
+
+def continual_uniform(source: SourceData, s: LearngeneSettings, cache: Any,
+                      device: torch.device | str) -> AncestorState:
+    """The same continual training on Figure 6b's uniform network (13 convs of
+    `collective.uniform_width` x `collective.width` channels, never widened): another cached run."""
+    return _checkpoint_of(source, s, cache, device, uniform=True)
+
+
+def open_world(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
+    """The collective model after the open-world stage (Table 2): the continual run's final state,
+    then the recognised open-world classes learnt as new tasks."""
+    art = open_world_artifact(source, s.collective, cache, device, faithful_softmax=s.faithful_softmax, head=s.head)
+    return AncestorState.of_entry(art["final"], "after open-world stage")
+
+
+#: Ancestor name (`LearngeneSettings.ancestor`) -> builder; each builder caches what it trains in
+#: `cache` keyed by its settings, so building twice with equal settings trains once.
+ANCESTORS: dict[str, AncestorBuilder] = {
+    "continual": continual,
+    "continual-uniform": continual_uniform,
+    "open-world": open_world,
+}
+
+#: Ancestors built from another's collective run (cells are scheduled by the run they wait for).
+SHARED_RUN = {"open-world": "continual"}
+
+
+def ancestor_run(name: str) -> str:
+    """The collective run an ancestor waits for: its own, or the one it continues (`SHARED_RUN`)."""
+    return SHARED_RUN.get(name, name)

@@ -30,7 +30,8 @@ from conftest import real_data_path
 
 from methods.backbones import CollectiveNet
 from methods.learngene.collective import ContinualLearner
-from methods.training import train_supervised
+from methods.settings import CollectiveSettings
+from methods.training import Recipe, train_supervised
 from tasks.augment import IMAGENET_MEAN, IMAGENET_STD
 from tasks.continual import continual_tasks
 from tasks.datasets import load_dataset, make_synthetic
@@ -79,7 +80,7 @@ def _model() -> tuple[CollectiveNet, torch.optim.Optimizer]:
 def tensor_epoch(data, idx, labels) -> int:
     """One epoch of collective training through the shared loop (tensor gather + batched augment)."""
     net, _ = _model()
-    train_supervised(net, data.images[idx], labels, epochs=1, lr=1e-3, batch_size=BATCH,
+    train_supervised(net, data.images[idx], labels, Recipe(epochs=1, lr=1e-3, batch_size=BATCH),
                      generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
     return len(idx)
 
@@ -138,8 +139,8 @@ def test_bench_collective_imagefolder_path(benchmark, setup):
 def short_run(data, amp: str, epochs: int) -> tuple[float, float]:
     """(seconds, mean final-task-row accuracy) of a seeded 3-task continual run with `amp`."""
     tasks = continual_tasks(data, list(range(N_CLASSES)), 3, 5, 40 if epochs > 1 else 8, 20, seed=0)
-    cfg = {"width": WIDTH, "epochs": epochs, "batch_size": BATCH, "lr": 0.01, "momentum": 0.9,
-           "weight_decay": 5e-4, "sigma": 1e-4, "amp": amp}
+    cfg = CollectiveSettings(width=WIDTH, epochs=epochs, batch_size=BATCH, lr=0.01, momentum=0.9,
+                             weight_decay=5e-4, sigma=1e-4, amp=amp)
     torch.manual_seed(0)
     learner = ContinualLearner(CollectiveNet(N_CLASSES, 32, width=WIDTH), data, cfg, device=torch.device("cpu"), seed=0)
     t0 = time.perf_counter()

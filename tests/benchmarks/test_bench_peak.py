@@ -28,7 +28,7 @@ from methods.artifacts import ArtifactCache
 from methods.backbones import CollectiveNet, IndividualNet
 from methods.base import EpisodeData, SourceData
 from methods.episodic import meta_train_tasks
-from methods.training import predict, train_supervised
+from methods.training import Recipe, predict, train_supervised
 from tasks.datasets import make_synthetic
 from tasks.episodes import sample_episodes
 from tasks.splits import seeded_split
@@ -95,7 +95,7 @@ def test_bench_collective_step(benchmark, source, profile):
     c = profile["collective"]
     net = CollectiveNet(5, 32, width=WIDTH)
     x, y = source.data.images[:c["batch_size"]], torch.arange(c["batch_size"]) % 5
-    timed(benchmark, lambda: train_supervised(net, x, y, epochs=1, lr=c["lr"], batch_size=c["batch_size"],
+    timed(benchmark, lambda: train_supervised(net, x, y, Recipe(epochs=1, lr=c["lr"], batch_size=c["batch_size"]),
                                               generator=torch.Generator().manual_seed(0), device=DEVICE),
           "collective training (1 SGD step, batch 64)")
 
@@ -105,7 +105,7 @@ def test_bench_individual_step(benchmark, source, profile):
     ind = profile["individual"]
     net = IndividualNet(5, 32, width=WIDTH)
     x, y = source.data.images[:25], torch.arange(25) % 5
-    timed(benchmark, lambda: train_supervised(net, x, y, epochs=1, lr=ind["lr"], batch_size=25,
+    timed(benchmark, lambda: train_supervised(net, x, y, Recipe(epochs=1, lr=ind["lr"], batch_size=25),
                                               generator=torch.Generator().manual_seed(0), device=DEVICE),
           "individual training (1 SGD step, batch 25)")
 
