@@ -4,9 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 SMOKE_DIR ?= $(CURDIR)/.smoke-results
-# Data: $BENCH_DATA_DIR if set, else ../shared/data when it exists (the project's layout), else the
-# user cache (python -m bench says how to provide data, or use ARGS="--dataset synthetic").
-export BENCH_DATA_DIR ?= $(if $(wildcard ../shared/data/*),$(abspath ../shared/data))
+# Data: one rule, applied by `python -m bench` itself (bench/run_command.py:data_dir_rule), so make and
+# the CLI look in the same place: --data-dir, else $BENCH_DATA_DIR, else ../shared/data beside the
+# repository when it holds anything, else ~/.cache/learngene-bench/data.
+# Results: `make run` (the quick profile) writes the committed store ./results; other profiles default
+# to ./runs/<dataset>_<profile>/ (git-ignored), so `make run ARGS="--profile smoke ..."` erases nothing.
 
 .PHONY: run test install unit smoke lint bench clean recipe-checks
 

@@ -30,20 +30,28 @@ PLUGIN_HELP = ("load a method from a .py file or an importable module (path.py[:
                "repeatable. Installed packages register through the entry point group learngene_bench.methods")
 
 
-def _positive(name: str):
+#: Upper bounds of count flags: far above any real use, low enough that a typo (an extra digit) cannot
+#: plan a grid of millions of hours.
+MAXIMA = {"--seeds": 1000, "--tasks": 100_000, "--workers": 4096, "--threads": 4096, "--shots": 10_000,
+          "--queries": 100_000, "--image-size": 100_000}
+
+
+def _positive(name: str, extra: str = ""):
     def parse(text: str) -> int:
+        top = MAXIMA.get(name)
+        what = f"{name} must be a positive integer{f' up to {top}' if top else ''}{extra}"
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got '{text}'") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{what}, got '{text}'") from None
+        if value <= 0 or (top and value > top):
+            raise argparse.ArgumentTypeError(f"{what}, got {value}")
         return value
     return parse
 
 
 def _queries(text: str) -> int | str:
-    return "all" if text == "all" else _positive("--queries")(text)
+    return "all" if text == "all" else _positive("--queries", " or 'all' (every test image)")(text)
 
 
 def _artifact_seed(text: str) -> int | str:
@@ -73,12 +81,30 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message}{self._suggest(message)} (see {self.prog} --help)\n")
+
+    def _suggest(self, message: str) -> str:
+        """'; did you mean --method?' for a misspelt flag (abbreviations are never accepted)."""
+        import difflib
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        for sub in self._subparsers._group_actions if self._subparsers else []:
+            for p in getattr(sub, "choices", {}).values():
+                flags += [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=")[0], sorted(set(flags)), n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m bench", description="learngene-bench: learngene vs few-shot baselines, reproducibly.",
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("--debug", action="store_true", help="print the full traceback of a failing plugin or error")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run (or resume) the grid of cells, then write tables and figures",
@@ -89,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tiny-imagenet, cifar100, mini-imagenet, imagefolder, synthetic")
     r.add_argument("--profile", default="quick", help="smoke, quick, paper, or a path to a .toml file (default: quick)")
     r.add_argument("--data-dir", type=Path, default=None, help="where datasets live (default: $BENCH_DATA_DIR, "
-                   "else ~/.cache/learngene-bench/data)")
-    r.add_argument("--results-dir", type=Path, default=Path("results"), help="results store (default: ./results)")
+                   "else ../shared/data beside the repository when it exists, else ~/.cache/learngene-bench/data)")
+    r.add_argument("--results-dir", type=Path, default=None, help="results store (default: ./results for the quick "
+                   "profile on real data, the committed results; else ./runs/<dataset>_<profile>)")
     r.add_argument("--split", type=Path, default=None, help="a JSON class split (base/open_world/novel lists)")
     r.add_argument("--seeds", type=_positive("--seeds"), default=None, help="seeds per cell (profile default)")
     r.add_argument("--tasks", type=_positive("--tasks"), default=None, help="episodes per seed (profile default)")
@@ -117,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild tables, figures and runs.csv from stored results only")
     rep.add_argument("--results-dir", type=Path, default=Path("results"))
     rep.add_argument("--wait", action="store_true", help="if a run holds the results directory, wait for it")
-    rep.add_argument("--reference", default="learngene", help="the method the forest plot compares every other "
-                     "method to (default: learngene)")
+    rep.add_argument("--reference", default=None, help="the method the forest plot compares every other "
+                     "method to (default: learngene); one without Table 3 results is an error")
 
     cmp = sub.add_parser("compare", help="paired difference of two methods over the episodes both ran, with verdict")
     cmp.add_argument("a", help="a method name (e.g. your plugin's)")
@@ -188,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return cmd_run(args)
     except (UsageError, DataError, PluginError) as exc:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exception(exc.__cause__ or exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # registry lookups (UnknownMethodError) carry a full sentence

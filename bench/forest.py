@@ -78,7 +78,7 @@ def forest_plot(tab: pd.DataFrame, reference: str, path: Path, title: str) -> Pa
                for col, text in VERDICT_STYLE.values()]
     fig.suptitle(title, fontsize=12.5)
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=10)
-    fig.savefig(path, dpi=120)
+    bench.plots.save_figure(fig, path)
     plt.close(fig)
     return path
 

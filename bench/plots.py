@@ -1,6 +1,13 @@
-"""Seaborn figures. Bands are 95% Student-t CIs over episodes × seeds, the same statistic as the tables."""
+"""Seaborn figures. Bands are 95% Student-t CIs over episodes × seeds, the same statistic as the tables.
+
+Figures are byte-reproducible: rendered by Agg with no version or date in the PNG's metadata
+(`save_figure`), from the rows as `runs.csv` holds them (bench/report_command.py), so a clean clone's
+`report` writes the committed bytes. A file whose bytes would not change is not rewritten; one that
+does is written to a temporary file in its folder and renamed over the old one (never half-written).
+"""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -11,9 +18,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.atomic import atomic_write_bytes  # noqa: E402
 from bench.stats import mean_ci95  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
+matplotlib.rcParams["svg.hashsalt"] = "learngene-bench"  # deterministic ids should an SVG ever be written
+
+#: PNG metadata: none (matplotlib would stamp its version as "Software"), so the bytes depend on the pixels only.
+PNG_METADATA = {"Software": None}
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Render `fig` to PNG bytes and write them atomically, unless the file already holds exactly them."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata=PNG_METADATA)
+    data = buf.getvalue()
+    path = Path(path)
+    try:
+        if path.read_bytes() == data:
+            return path
+    except OSError:
+        pass
+    return atomic_write_bytes(path, data)
 
 
 def aggregate(df: pd.DataFrame, x: str, hue: str) -> pd.DataFrame:
@@ -49,7 +75,7 @@ def line_with_band(df: pd.DataFrame, x: str, hue: str, path: Path, *, title: str
         fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
         fig.subplots_adjust(bottom=0.2)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -63,6 +89,6 @@ def heatmap(matrix: pd.DataFrame, path: Path, *, title: str, xlabel: str, ylabel
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return path

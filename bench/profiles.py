@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,8 +154,14 @@ def _check_variant_section(name: str, values: dict[str, Any], families: dict[str
     those the variant fixes (Proto-MAML's `proto`), which would be silently overridden."""
     names = registry.names()
     if name not in names:
-        raise SettingsError("methods", name, "unknown method family or method"
-                            + _did_you_mean(name, sorted(set(families) | set(names))))
+        known = sorted(set(families) | set(names))
+        if difflib.get_close_matches(name, known, n=1):  # most likely a misspelt built-in: say so
+            raise SettingsError("methods", name, "unknown method family or method" + _did_you_mean(name, known))
+        # A plugin's own section (e.g. [methods.cosine-frozen]) in a shared profile: it applies when the
+        # plugin is loaded (--plugin or installed) and must not break the runs that do not load it.
+        print(f"note: profile section [methods.{name}] names no loaded method; it is ignored in this run "
+              "(load its plugin with --plugin, or install it)", file=sys.stderr)
+        return
     e = registry.entry(name)
     if families.get(e.family) is not None:
         build(families[e.family], [(f"methods.{name}", values)])

@@ -26,6 +26,7 @@ from bench.report_command import report_dir
 from bench.runner import Cell, Env, RunSpec, cell_config, env_for, key_profile, resolve_device
 from bench.store import ResultsStore
 from bench.usage import cpu_seconds, peak_rss_mib
+from methods.plugins import PluginError
 
 
 def _select(value: str, valid: list[str], what: str, all_names: list[str] | None = None) -> list[str]:
@@ -46,10 +47,28 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _data_dir(arg: Path | None) -> Path:
+#: The project's shared data folder, relative to the repository (the layout of the machines this
+#: benchmark was built on); the Makefile relies on the CLI's rule instead of having its own.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def data_dir_rule(arg: Path | None) -> tuple[Path, str | None]:
+    """The data directory and where it was named. The one rule, for the CLI and `make` alike:
+    `--data-dir`, else `$BENCH_DATA_DIR`, else `../shared/data` next to the repository when it holds
+    anything, else the user cache (`~/.cache/learngene-bench/data`)."""
     from tasks.datasets import default_data_dir
 
-    return (arg or default_data_dir()).expanduser()
+    if arg is not None:
+        return Path(arg).expanduser(), "--data-dir"
+    if os.environ.get("BENCH_DATA_DIR"):
+        return Path(os.environ["BENCH_DATA_DIR"]).expanduser(), "BENCH_DATA_DIR"
+    if SHARED_DATA.is_dir() and any(SHARED_DATA.iterdir()):
+        return SHARED_DATA, None
+    return default_data_dir().expanduser(), None
+
+
+def _data_dir(arg: Path | None) -> Path:
+    return data_dir_rule(arg)[0]
 
 
 def _spec(args, profile: dict, size: int, data_dir: Path, store: ResultsStore) -> RunSpec:
@@ -99,7 +118,15 @@ def cmd_run(args) -> int:
     from bench import validate
 
     check_executor(args.executor)
+    if args.ray_address and args.executor != "ray":
+        raise UsageError(f"--ray-address joins a Ray cluster, but --executor is {args.executor}; "
+                         "add --executor ray, or drop --ray-address")
     profile = profiles_mod.load_profile(args.profile)
+    for section in REQUIRED_SECTIONS:  # a profile without them would run built-in defaults under its name
+        if not isinstance(profile.get(section), dict):
+            raise UsageError(f"profile {profiles_mod.profile_path(args.profile)} has no [{section}] section; every "
+                             f"profile sets {', '.join(f'[{s}]' for s in REQUIRED_SECTIONS)} (copy them from "
+                             "bench/profiles/smoke.toml)")
     method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all()), "--method")
     experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
     if args.dataset != "auto":
@@ -117,15 +144,16 @@ def cmd_run(args) -> int:
     validate.check_image_sizes(sizes, from_profile=not args.image_size)
     if not (args.executor == "ray" and args.ray_address):  # a joined cluster's GPUs are checked by the executor
         validate.check_device(args.device)
-    store = ResultsStore(args.results_dir)
-    if args.results_dir.exists() and not args.results_dir.is_dir():
-        raise UsageError(f"--results-dir {args.results_dir} is a file, not a folder; pass a folder")
-    data_dir = _data_dir(args.data_dir)
-    source = validate.data_dir_source(args.data_dir)
+    data_dir, source = data_dir_rule(args.data_dir)
     if args.dataset == "synthetic":
         args.dataset_resolved = "synthetic"
     else:
         args.dataset_resolved = validate.resolve_dataset(args.dataset, data_dir, source, args.dry_run)
+    if args.results_dir is None:
+        args.results_dir = default_results_dir(profile["name"], args.dataset_resolved)
+    store = ResultsStore(args.results_dir)
+    if args.results_dir.exists() and not args.results_dir.is_dir():
+        raise UsageError(f"--results-dir {args.results_dir} is a file, not a folder; pass a folder")
     for size in sizes:  # cheap checks of every size before any data is loaded
         spec = _spec(args, profile, size, data_dir, store)
         validate.check_collective_size(size, {c.method for c in _cells(spec, method_names, experiments)})
@@ -150,10 +178,29 @@ def cmd_run(args) -> int:
                   file=sys.stderr)
         _run_plans(args, store, profile, plans)
         if not args.no_report:
-            return report_dir(Path(args.results_dir))
+            report_dir(Path(args.results_dir))
     finally:
         lock.release()
+    print(f"results: {args.results_dir} (python -m bench report --results-dir {args.results_dir}; "
+          f"python -m bench compare A B --results-dir {args.results_dir})", file=sys.stderr)
     return 0
+
+
+#: Sections every profile must set: without them a run would use built-in defaults under the profile's name.
+REQUIRED_SECTIONS = ("episodes", "individual")
+
+
+def default_results_dir(profile_name: str, dataset: str) -> Path:
+    """Where a run writes without --results-dir. Only the quick profile on real data writes into
+    ./results, the committed store that `make run` regenerates; every other run (smoke, paper, your
+    own profile file, synthetic data) defaults to ./runs/<dataset>_<profile>/ (git-ignored), so no
+    command erases or changes the committed results unless it is pointed at them. And even then a
+    report keeps other (dataset, size, profile) groups' rows, tables and figures
+    (`bench.collect.merged`)."""
+    if profile_name == "quick" and dataset != "synthetic":
+        return Path("results")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset}_{profile_name}")
+    return Path("runs") / safe
 
 
 def _command() -> str:
@@ -189,16 +236,34 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
         print(f"{label}: {len(grid)} cells, {len(grid) - len(todo)} already done, {len(todo)} to run "
               f"(device {spec.device}, executor {args.executor})", file=sys.stderr)
         configs = {id(c): cfg for c, cfg in todo}
-        bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not todo)
+        # A live bar on a terminal; in a log (not a TTY) one plain line per finished cell, no `\r` updates.
+        tty = sys.stderr.isatty()
+        bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not (todo and tty))
         done_now = 0
-        for cell, result in run_cells(args.executor, spec, [c for c, _ in todo], args.workers, args.ray_address):
-            store.write(configs[id(cell)], result)
-            done_now += 1
-            bar.set_postfix_str(cell.label()[:60])
-            bar.update()
-        bar.close()
+        pending = [c for c, _ in todo]
+        try:
+            for cell, result in run_cells(args.executor, spec, list(pending), args.workers, args.ray_address):
+                store.write(configs[id(cell)], result)
+                pending.remove(cell)
+                done_now += 1
+                if tty:
+                    bar.set_postfix_str(cell.label()[:60], refresh=False)
+                    bar.update()
+                else:
+                    print(f"[{done_now}/{len(todo)}] {size}px {cell.label()}", file=sys.stderr)
+        except PluginError as exc:
+            raise PluginError(f"{exc}; cell {_failed_cell(exc, pending)} not stored, the {done_now} cells finished "
+                              "before it are kept (--debug for the traceback)", exc.method) from exc
+        finally:
+            bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
                     cpu_seconds() - cpu0)
+
+
+def _failed_cell(exc: "PluginError", pending: list[Cell]) -> str:
+    """The cell a plugin failed in: the first unfinished cell of its method (exact for the serial executor)."""
+    mine = [c for c in pending if c.method == exc.method]
+    return mine[0].label() if mine else "(unknown)"
 
 
 def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: bool) -> None:

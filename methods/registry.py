@@ -102,13 +102,24 @@ def _load_all() -> None:
             if exc.name != mod:
                 raise
     _loaded = True
-    from methods import plugins  # after the built-ins, so a plugin cannot take a built-in's name
-
     try:
-        plugins.load_entry_points()
-    except plugins.PluginError:
+        for load in _EXTRA_LOADERS:  # after the built-ins, so a plugin cannot take a built-in's name
+            load()
+    except Exception:
         _loaded = False  # the next call reports the same broken plugin instead of silently skipping it
         raise
+
+
+#: Called once the built-ins are registered: `methods.plugins` adds its entry-point scan here when it is
+#: imported (by `methods/__init__.py`), so this module never imports `methods.plugins` (no import cycle:
+#: plugins -> registry only).
+_EXTRA_LOADERS: list[Callable[[], object]] = []
+
+
+def add_loader(load: Callable[[], object]) -> None:
+    """Run `load()` after the built-in method modules are imported (once per process, again after a failure)."""
+    if load not in _EXTRA_LOADERS:
+        _EXTRA_LOADERS.append(load)
 
 
 def names() -> list[str]:

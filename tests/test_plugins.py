@@ -84,7 +84,7 @@ def test_entry_point_registers_the_example_and_list_marks_its_origin(capsys, exa
     assert protonet.split()[1] == "built-in"
     from my_method import CosineClassifier
 
-    assert registry.entry("cosine-frozen").factory is CosineClassifier
+    assert plugins.plugin_class(registry.entry("cosine-frozen").factory) is CosineClassifier
 
 
 @pytest.mark.slow
