@@ -30,7 +30,7 @@ from bench.runner import Env, RunSpec, run_episodes
 from bench.stats import mean_ci95
 from bench.usage import cpu_name
 from methods.registry import UnknownMethodError
-from methods.registry import entry as method_entry
+from methods.registry import facts as method_facts
 from tasks.errors import DataError
 
 #: The pool budgets are chosen on. Never "novel": that is what the tables report.
@@ -47,29 +47,18 @@ class Knob:
     key: str
 
 
-#: The budget knob of each method family: meta-training iterations, pre-training epochs, the
-#: collective model's epochs per task, or (scratch, which has no base training) its support-set epochs.
-BUDGET_KNOBS: dict[str, Knob] = {
-    "protonet": Knob(("methods", "protonet"), "meta_iterations"),
-    "matchingnet": Knob(("methods", "matchingnet"), "meta_iterations"),
-    "maml": Knob(("methods", "maml"), "meta_iterations"),
-    "finetune": Knob(("methods", "finetune"), "pretrain_epochs"),
-    "deepemd": Knob(("methods", "deepemd"), "meta_iterations"),
-    "learngene": Knob(("collective",), "epochs"),
-    "scratch": Knob(("individual",), "epochs"),
-}
-
-
 def knob_for(method: str, profile: dict | None = None) -> Knob:
-    """The knob that sets `method`'s budget in `profile`: its family's, unless the profile's own section
-    for the method (a variant section such as `[methods.protomaml]`) sets that key, which then wins:
-    doubling the family's value would leave the variant's budget unchanged and read as converged."""
-    family = method_entry(method).family
-    family = {"fomaml": "maml", "protomaml": "maml", "finetune++": "finetune"}.get(family, family)
-    if family not in BUDGET_KNOBS:
-        raise UsageError(f"no budget knob is known for method '{method}' (family {family}); "
-                         f"known families: {', '.join(BUDGET_KNOBS)}")
-    knob = BUDGET_KNOBS[family]
+    """The knob that sets `method`'s budget in `profile`: the one the method declares
+    (`MethodFacts.budget_knob`: meta-training iterations, pre-training epochs, the collective model's
+    epochs per task, or, for scratch, which has no base training, its support-set epochs), unless the
+    profile's own section for the method (a variant section such as `[methods.protomaml]`) sets that
+    key, which then wins: doubling the family's value would leave the variant's budget unchanged and
+    read as converged."""
+    path = method_facts(method).budget_knob
+    if len(path) < 2:
+        raise UsageError(f"method '{method}' declares no budget knob (its class's `budget_knob`, e.g. "
+                         "(\"methods\", \"protonet\", \"meta_iterations\")), so its budget cannot be measured")
+    knob = Knob(tuple(path[:-1]), path[-1])
     own = (profile or {}).get("methods", {}).get(method, {})
     if knob.section[:1] == ("methods",) and knob.key in own:
         return Knob(("methods", method), knob.key)

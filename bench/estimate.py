@@ -14,7 +14,9 @@ from torch import nn
 
 from bench.profiles import episode_settings
 from bench.runner import Cell, Env, RunSpec
+from methods import registry
 from methods.backbones import CollectiveNet, IndividualNet
+from methods.settings import MIN_IMAGE_SIZE
 
 CPU_TFLOPS = 0.05   # what 2 CPU cores sustain on these small convs (measured order of magnitude)
 GPU_TFLOPS = 20.0   # an H100 on small convs at batch 32-64 (latency-bound; far below peak)
@@ -42,10 +44,10 @@ def macs(model: nn.Module, image_size: int) -> int:
 
 def cell_passes(cell: Cell, prof: dict, n_query: int) -> float:
     """Image passes (forward-equivalents) of one cell's episodes with the individual-sized backbone."""
-    ind = prof["individual"]
+    ind = prof.get("individual", {})  # a profile without [individual] is refused by `run`; no KeyError here
     ep = prof["episodes"]
     shots = cell.params.get("shots", ep.get("open_world_shots", 20))
-    epochs = ind["epochs"]
+    epochs = ind.get("epochs", 30)
     if cell.experiment == "fig4":
         epochs = prof.get("experiments", {}).get("fig4", {}).get("epochs", epochs)
     n_way = ep["n_way"]
@@ -55,29 +57,34 @@ def cell_passes(cell: Cell, prof: dict, n_query: int) -> float:
 
 
 def artifact_passes(prof: dict, methods: set[str]) -> float:
-    """Image passes of the shared artifacts (collective model, meta-training, pre-training), roughly."""
-    total = 0.0
-    col = prof.get("collective", {})
-    if any(m.startswith("learngene") for m in methods) and col:
-        total += col["tasks"] * col["epochs"] * 5 * col["images_per_class"] * 3 * 2.5  # wider net ~2.5x MACs
-    for name, cfg in prof.get("methods", {}).items():
-        if not any(m == name or m.startswith(name) for m in methods):
+    """Image passes of the shared artifacts, roughly, from the methods' cost hooks: the ancestor (the
+    collective model, `Method.ancestor_passes`, counted once: the methods needing it share it), then
+    each profile section `[methods.<name>]` that is a selected method's own or its family's, once
+    (`Method.base_training_passes` of the section with the variant's registered overrides; a section
+    several selected methods read costs what the most expensive of them makes of it)."""
+    entries = {m: registry.entry(m) for m in sorted(methods)}
+    total = max((e.factory.ancestor_passes(prof) for e in entries.values() if hasattr(e.factory, "ancestor_passes")),
+                default=0.0)
+    sections: dict[str, float] = {}
+    for m, e in entries.items():
+        if not hasattr(e.factory, "base_training_passes"):
             continue
-        if "meta_iterations" in cfg:
-            per_task = cfg.get("train_way", 5) * (cfg.get("train_shots", 5) + cfg.get("train_queries", 5))
-            total += cfg["meta_iterations"] * cfg.get("meta_batch", 1) * per_task * 3 * (1 + cfg.get("inner_steps_train", 0))
-        if "pretrain_epochs" in cfg:
-            total += cfg["pretrain_epochs"] * 64 * cfg.get("pretrain_images_per_class", 500) * 3
+        for name in dict.fromkeys((m, e.family)):
+            if name in prof.get("methods", {}):
+                cost = e.factory.base_training_passes({**prof["methods"][name], **e.options})
+                sections[name] = max(sections.get(name, 0.0), cost)
+    for name in prof.get("methods", {}):  # in the profile's order, as before
+        total += sections.get(name, 0.0)
     return total
 
 
 def describe_grid(spec: RunSpec, grid: list[tuple[Cell, dict]], todo: list[tuple[Cell, dict]], env: Env) -> str:
     prof = spec.profile
     n_query = episode_settings(prof).queries_per_class() or 50  # "all": Tiny-ImageNet's 50 test images per class
-    ind_macs = macs(IndividualNet(5, spec.image_size, prof["individual"]["width"]), spec.image_size)
-    # the collective network needs >= 32 px; below that no learngene cell can be in the grid
+    ind_macs = macs(IndividualNet(5, spec.image_size, prof.get("individual", {}).get("width", 1.0)), spec.image_size)
+    # below the collective network's minimum no method needing it can be in the grid
     col_macs = (macs(CollectiveNet(64, spec.image_size, width=prof.get("collective", {}).get("width", 1.0)),
-                     spec.image_size) if spec.image_size >= 32 else 0)
+                     spec.image_size) if spec.image_size >= MIN_IMAGE_SIZE["collective"] else 0)
     counts = Counter((c.experiment, c.method) for c, _ in grid)
     pending = Counter((c.experiment, c.method) for c, _ in todo)
     lines = [f"dry run: {spec.dataset} at {spec.image_size} px, profile {prof.get('name')}, device {spec.device}",

@@ -141,7 +141,7 @@ def _check(profile: dict[str, Any], cli_sizes: list[int] | None, method_names: l
     for name in method_names:  # the merged settings of every selected method (variants included)
         method_settings(profile, name)
     backbones = {"individual"}
-    if any(n.startswith("learngene") for n in method_names):
+    if any(registry.facts(n).needs_ancestor for n in method_names):
         backbones.add("collective")
     for size in image_sizes:
         for backbone in sorted(backbones):

@@ -17,9 +17,6 @@ import pandas as pd
 from bench.atomic import atomic_write_text
 from bench.stats import fmt_ci, mean_ci95
 
-METHOD_ORDER = ("random-ncm", "maml", "fomaml", "protonet", "protomaml", "matchingnet", "finetune", "finetune++", "deepemd",
-                "scratch", "learngene-ewc0", "learngene", "learngene-ewc5000")
-
 CI_NOTE = ("± is the half-width of the 95% Student-t confidence interval over all episodes of all seeds "
            "(n = tasks × seeds); the paper's ± is undefined (most likely std over its 5 tasks).")
 
@@ -30,8 +27,12 @@ class GroupKey(NamedTuple):
     profile: str
 
 
-def method_sort_key(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+def method_sort_key(name: str) -> tuple[bool, int, str]:
+    """Rows in the order the methods declare (`MethodFacts.report_order`), then the others by name."""
+    from bench.experiments.selection import facts_of
+
+    order = facts_of(name).report_order
+    return (order is None, order or 0, name)
 
 
 @dataclass

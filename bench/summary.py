@@ -7,9 +7,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import atomic_write_text
-from bench.report import ReportContext
+from bench.experiments.selection import headline, with_role
+from bench.report import ReportContext, method_sort_key
 from bench.stats import mean_ci95
 from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check
+from methods import registry
 
 
 def paired_gap(df: pd.DataFrame, a: str, b: str) -> tuple[float, float, int] | None:
@@ -24,10 +26,15 @@ def paired_gap(df: pd.DataFrame, a: str, b: str) -> tuple[float, float, int] | N
     return mean_ci95(diff) if len(diff) else None
 
 
-#: Table 3's headline comparisons: learngene against scratch (inheritance vs architecture), against
-#: λ=0 (the retain loss) and against every baseline, in this order.
-HEADLINE_OPPONENTS = ("scratch", "learngene-ewc0", "maml", "fomaml", "protonet", "protomaml", "matchingnet",
-                      "finetune", "finetune++", "deepemd")
+def headline_opponents() -> list[str]:
+    """Table 3's headline comparisons: the headline method against every method with the role `opponent`
+    in this order: its control (scratch: inheritance vs architecture), its own variants (λ=0: the retain
+    loss), then every baseline in table order."""
+    def key(m: str) -> tuple:
+        f = registry.facts(m)
+        return "control" not in f.roles, not f.needs_ancestor, method_sort_key(m)
+
+    return sorted(with_role("opponent"), key=key)
 
 
 def table3_by_shots(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -41,23 +48,23 @@ def claims(df: pd.DataFrame) -> list[str]:
     """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots, each with a note
     when its paired CI is wider than `verdicts.DECISIVE_HALF_WIDTH` points."""
     out = []
+    lg = headline()
     for where, gs in table3_by_shots(df):
-        for other in HEADLINE_OPPONENTS:
-            if {"learngene", other} <= set(gs.method) and (res := paired_gap(gs, "learngene", other)):
+        for other in headline_opponents():
+            if {lg, other} <= set(gs.method) and (res := paired_gap(gs, lg, other)):
                 wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
                     f" (CI wider than the ±{DECISIVE_HALF_WIDTH:g}-point target)"
-                out.append("- " + claim(where, "learngene", other, res) + wide)
+                out.append("- " + claim(where, lg, other, res) + wide)
     return out
 
 
-#: Learngene variants that change one recipe knob (methods/learngene/recipe_checks.py; `make recipe-checks`).
-RECIPE_CHECKS = ("learngene-genelr0.1", "learngene-genelr10", "learngene-bnreset")
-
-
 def recipe_checks(df: pd.DataFrame) -> list[str]:
-    """Each recipe check minus learngene (and minus scratch), paired, per dataset/size/shots."""
+    """Each recipe check (role `recipe-check`: learngene variants that change one recipe knob,
+    methods/learngene/recipe_checks.py) minus the headline method (and minus its control), paired,
+    per dataset/size/shots."""
+    refs = [headline(), *with_role("control")]
     return ["- " + claim(where, check, ref, res) for where, gs in table3_by_shots(df)
-            for check in RECIPE_CHECKS for ref in ("learngene", "scratch")
+            for check in with_role("recipe-check") for ref in refs
             if {check, ref} <= set(gs.method) and (res := paired_gap(gs, check, ref))]
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from bench.errors import UsageError
 
-# Image sizes: the individual network pools 3-4 times (needs >= 16 px); the collective network pools
-# 5 times (needs >= 32 px). Above 256 px one uint8 copy of Tiny-ImageNet-100 (55,000 images) alone is
-# over 10 GB and the paper never goes past 84 px, so a larger value is almost surely a typo.
+# Image sizes: the individual network pools 3-4 times (needs >= 16 px); a method may need more (its
+# `MethodFacts.min_image_size`: the collective network pools 5 times, 32 px). Above 256 px one uint8
+# copy of Tiny-ImageNet-100 (55,000 images) alone is over 10 GB and the paper never goes past 84 px,
+# so a larger value is almost surely a typo.
 IMAGE_SIZE_MIN = 16
 IMAGE_SIZE_MAX = 256
-COLLECTIVE_SIZE_MIN = 32
 CIFAR100_DOWNLOAD = "about 160 MB"
 
 
@@ -46,11 +46,17 @@ def check_image_sizes(sizes: Iterable[int], from_profile: bool) -> None:
 
 
 def check_collective_size(size: int, methods: Iterable[str]) -> None:
-    """Learngene's collective network halves the map 5 times: below 32 px nothing is left to classify."""
-    lg = sorted({m for m in methods if m.startswith("learngene")})
-    if lg and size < COLLECTIVE_SIZE_MIN:
-        raise UsageError(f"--image-size {size} is too small for {lg[0]} (its 13-conv collective network pools 5 "
-                         f"times): allowed {COLLECTIVE_SIZE_MIN} to {IMAGE_SIZE_MAX} px when a learngene method runs")
+    """Each method's own minimum image size (`MethodFacts.min_image_size`), e.g. learngene's: its
+    collective network halves the map 5 times, so below 32 px nothing is left to classify."""
+    from methods import registry
+
+    need = {m: registry.facts(m) for m in set(methods)}
+    small = sorted(m for m, f in need.items() if size < f.min_image_size)
+    if small:
+        m, f = small[0], need[small[0]]
+        why = " (its 13-conv collective network pools 5 times)" if f.needs_ancestor else ""
+        raise UsageError(f"--image-size {size} is too small for {m}{why}: allowed {f.min_image_size} to "
+                         f"{IMAGE_SIZE_MAX} px when {m} runs")
 
 
 def check_device(name: str) -> None:

@@ -13,8 +13,8 @@ definitions below, chosen before looking at any result:
   episodes' classes and queries are the same, a larger support set contains the smaller one).
 - Figure 6 (b), "the top position beats middle and front by ~2 points": paired final accuracy of the
   top-position learngene minus each other position.
-- Floor: every method's mean accuracy against nearest class mean on random features (`random-ncm`),
-  paired, per shot.
+- Floor: every method's mean accuracy against nearest class mean on random features (the method with
+  the role `floor`: `random-ncm`), paired, per shot.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.experiments.selection import facts_of, headline, with_role
+from bench.report import method_sort_key
 from bench.stats import mean_ci95
 
 #: Accuracy points within which an episode's curve counts as having reached its final accuracy.
@@ -58,13 +60,19 @@ def _has(g: pd.DataFrame, *columns: str) -> bool:
     return all(c in g.columns for c in columns)
 
 
+def _pair() -> tuple[str, str]:
+    """Figure 4's two methods: the headline method (learngene) and its control (scratch)."""
+    return headline(), with_role("control")[0]
+
+
 def fig4_plateau(g: pd.DataFrame) -> list[str]:
     if not _has(g, "panel", "epoch"):
         return []
     c = g[(g.experiment == "fig4") & (g.panel == "curves") & (g.metric == "curve")]
-    if not {"learngene", "scratch"} <= set(c.method):
+    a, b = _pair()
+    if not {a, b} <= set(c.method):
         return []
-    lg, sc = plateau_epochs(c[c.method == "learngene"]), plateau_epochs(c[c.method == "scratch"])
+    lg, sc = plateau_epochs(c[c.method == a]), plateau_epochs(c[c.method == b])
     diff = (sc - lg).dropna()
     if diff.empty:
         return []
@@ -74,7 +82,7 @@ def fig4_plateau(g: pd.DataFrame) -> list[str]:
     epochs = int(c["epoch"].max())
     return [f"- Fig. 4(a/b) \"learngene reaches its plateau in ~10 epochs, scratch in ~40\" ({int(c['shots'].iloc[0])} "
             f"shots, {epochs} epochs; plateau = first epoch within {PLATEAU_POINTS:g} point of the episode's final "
-            f"accuracy): learngene at epoch {lm:.1f} ± {lh:.1f}, scratch at {sm:.1f} ± {sh:.1f}; learngene earlier "
+            f"accuracy): {a} at epoch {lm:.1f} ± {lh:.1f}, {b} at {sm:.1f} ± {sh:.1f}; {a} earlier "
             f"by {_fmt(m, h, n, 'epochs')}: **{_decide(m, h)}**"]
 
 
@@ -87,7 +95,8 @@ def fig4_samples(g: pd.DataFrame) -> list[str]:
     if not _has(g, "panel"):
         return []
     s = g[(g.experiment == "fig4") & (g.panel == "samples") & (g.metric == "accuracy")]
-    if not {"learngene", "scratch"} <= set(s.method):
+    a, b = _pair()
+    if not {a, b} <= set(s.method):
         return []
 
     def acc(method: str, shots: int) -> pd.Series:
@@ -95,22 +104,22 @@ def fig4_samples(g: pd.DataFrame) -> list[str]:
         return r.set_index(["seed", "episode"])["value"]
 
     out = []
-    lg25 = acc("learngene", 25)
+    lg25 = acc(a, 25)
     if len(lg25):
         m, h, n = mean_ci95(lg25 * 100)
         word = "yes" if m - h >= 60 else ("no" if m + h < 60 else "not resolved (CI spans 60 %)")
-        out.append(f"- Fig. 4(c/d) \"60 % with 25 samples per class\": learngene reaches {m:.2f} ± {h:.2f} % "
+        out.append(f"- Fig. 4(c/d) \"60 % with 25 samples per class\": {a} reaches {m:.2f} ± {h:.2f} % "
                    f"(n={n}): **{word}**")
         for factor in (2, 4):
-            sc = acc("scratch", 25 * factor)
+            sc = acc(b, 25 * factor)
             if len(sc):
                 m, h, n = _paired(lg25, sc)
-                out.append(f"- Fig. 4(c/d) \"scratch needs 3x the samples\": learngene with 25 samples per class minus "
-                           f"scratch with {25 * factor}: {_fmt(m, h, n)} — learngene still ahead: **{_decide(m, h)}**")
+                out.append(f"- Fig. 4(c/d) \"scratch needs 3x the samples\": {a} with 25 samples per class minus "
+                           f"{b} with {25 * factor}: {_fmt(m, h, n)} — {a} still ahead: **{_decide(m, h)}**")
     for shots in sorted(s.shots.unique()):
-        m, h, n = _paired(acc("learngene", int(shots)), acc("scratch", int(shots)))
+        m, h, n = _paired(acc(a, int(shots)), acc(b, int(shots)))
         if n:
-            out.append(f"- Fig. 4(c/d) at {int(shots)} samples per class: learngene minus scratch {_fmt(m, h, n)}: "
+            out.append(f"- Fig. 4(c/d) at {int(shots)} samples per class: {a} minus {b} {_fmt(m, h, n)}: "
                        f"**{_decide(m, h)}**")
     return out
 
@@ -119,12 +128,14 @@ def fig6_positions(g: pd.DataFrame) -> list[str]:
     if not _has(g, "panel"):
         return []
     b = g[(g.experiment == "fig6") & (g.panel == "position") & (g.metric == "accuracy")]
-    top = "learngene-top-uniform"
-    if top not in set(b.method):
+    # Figure 6b's positions in their declared order (front, middle, top): the last is the top position
+    positions = sorted((m for m in set(b.method) if "fig6:position" in facts_of(m).experiments), key=method_sort_key)
+    if not positions or not facts_of(positions[-1]).label.startswith("top"):
         return []
-    ref = b[b.method == top].set_index(KEYS)["value"]
+    ref = b[b.method == positions[-1]].set_index(KEYS)["value"]
     out = []
-    for other, label in (("learngene-middle", "middle"), ("learngene-front", "front")):
+    for other in reversed(positions[:-1]):
+        label = facts_of(other).label.split(" ")[0]
         o = b[b.method == other].set_index(KEYS)["value"]
         m, h, n = _paired(ref, o)
         if n:
@@ -136,15 +147,16 @@ def fig6_positions(g: pd.DataFrame) -> list[str]:
 def floor_check(g: pd.DataFrame, experiment: str = "table3") -> list[str]:
     """Methods whose mean accuracy is not above the random-feature floor (paired, per shot)."""
     t = g[(g.experiment == experiment) & (g.metric == "accuracy")]
-    if "random-ncm" not in set(t.method):
+    floors = with_role("floor", sorted(set(t.method)))
+    if not floors:
         return []
     out = []
     for shots, gs in t.groupby("shots"):
-        floor = gs[gs.method == "random-ncm"].set_index(KEYS)["value"]
+        floor = gs[gs.method == floors[0]].set_index(KEYS)["value"]
         fm, fh, _ = mean_ci95(floor * 100)
         below = []
         for method, gm in gs.groupby("method"):
-            if method == "random-ncm":
+            if method == floors[0]:
                 continue
             m, h, n = _paired(gm.set_index(KEYS)["value"], floor)
             if n and m <= 0:

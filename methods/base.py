@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import torch
 
+from methods.settings import MIN_IMAGE_SIZE
 from tasks.imageset import ImageSet
 from tasks.splits import ClassSplit
 
@@ -73,6 +74,50 @@ class EpisodeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Roles a method may play in the report (`MethodFacts.roles`).
+ROLES = frozenset({"headline", "opponent", "control", "floor", "recipe-check"})
+
+
+@dataclass(frozen=True)
+class MethodFacts:
+    """What `bench/` needs to know about one registered method, so it never tests a method's name.
+
+    Declared as class attributes of the `Method` (defaults below), per registered variant overridden
+    in the class's `variant_facts`; read with `methods.registry.facts(name)`."""
+
+    needs_ancestor: bool = False
+    """Reads the collective network (the ancestor a learngene is inherited from): the profile's
+    `[collective]` section must be valid, its cost counts in the estimate, and Figure 3's rho rows run."""
+    min_image_size: int = MIN_IMAGE_SIZE["individual"]
+    """Smallest image side in px the method's networks can classify (the individual network: 16)."""
+    experiments: frozenset[str] = frozenset({"table2", "table3"})
+    """Which experiments (or experiment panels, `fig6:position`) the method is a row of. Default: the
+    two comparison tables, so a plug-in method is compared with everything without declaring more."""
+    runs_with: frozenset[str] = frozenset()
+    """An analysis variant runs in its experiments when it is selected or any of these methods is
+    (Figure 6b's positions run with `learngene`); such variants come after the others, in registry order."""
+    roles: frozenset[str] = frozenset()
+    """Parts in the report (`ROLES`): `headline` (the method the summary compares the others with; its
+    name labels the collective run's rows), `opponent` (a headline comparison), `control` (same network,
+    nothing inherited), `floor` (random features: every method should beat it), `recipe-check`."""
+    report_order: int | None = None
+    """Row position in the tables (smaller first); None: after the ordered rows, by name."""
+    label: str = ""
+    """How figures name the method when its name is not what a reader needs (Figure 6b's positions)."""
+    paper_name: str = ""
+    """The paper's row its numbers stand beside, when not its own name (the open-world variant: learngene)."""
+    budget_knob: tuple[str, ...] = ()
+    """Profile path (sections, then key) of the base-training budget `python -m bench.budget` doubles."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.roles) - ROLES
+        if unknown:
+            raise ValueError(f"unknown method role(s) {sorted(unknown)}; known: {sorted(ROLES)}")
+
+
+FACT_NAMES = tuple(f.name for f in fields(MethodFacts))
+
+
 class Method(abc.ABC):
     """A few-shot learner: trained once on base classes, then adapted to each episode.
 
@@ -99,6 +144,19 @@ class Method(abc.ABC):
     #: False for analysis variants that `--method all` leaves out (they run only when named).
     in_all: bool = True
 
+    # Facts (see `MethodFacts` for what each means); a subclass sets the ones that differ.
+    needs_ancestor: bool = MethodFacts.needs_ancestor
+    min_image_size: int = MethodFacts.min_image_size
+    experiments: frozenset[str] = MethodFacts.experiments
+    runs_with: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    report_order: int | None = None
+    label: str = ""
+    paper_name: str = ""
+    budget_knob: tuple[str, ...] = ()
+    #: Registered name -> the facts that differ for that variant (`{"fomaml": {"report_order": 20}}`).
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
 
@@ -108,6 +166,37 @@ class Method(abc.ABC):
         build. Executors start one cell per group before a second, so a worker does not sit on the
         artifact lock while another builds. Default: one group per method family."""
         return family
+
+    @classmethod
+    def facts(cls, name: str) -> MethodFacts:
+        """The facts of this class registered as `name`: class attributes, then `variant_facts[name]`."""
+        values = {k: getattr(cls, k) for k in FACT_NAMES}
+        values.update(cls.variant_facts.get(name, {}))
+        for k in ("experiments", "runs_with", "roles"):
+            values[k] = frozenset(values[k])
+        values["budget_knob"] = tuple(values["budget_knob"])
+        return MethodFacts(**values)
+
+    @classmethod
+    def base_training_passes(cls, section: Mapping[str, Any]) -> float:
+        """Image passes (forward-equivalents, backward = 2 forwards) of the base training one profile
+        section configures (`[methods.<name>]` with the variant's registered overrides), for the dry-run
+        estimate; an order of magnitude only. Default: episodic meta-training when the section sets
+        `meta_iterations`, plus pre-training on 64 base classes when it sets `pretrain_epochs`."""
+        total = 0.0
+        if "meta_iterations" in section:
+            per_task = section.get("train_way", 5) * (section.get("train_shots", 5) + section.get("train_queries", 5))
+            total += (section["meta_iterations"] * section.get("meta_batch", 1) * per_task * 3
+                      * (1 + section.get("inner_steps_train", 0)))
+        if "pretrain_epochs" in section:
+            total += section["pretrain_epochs"] * 64 * section.get("pretrain_images_per_class", 500) * 3
+        return total
+
+    @classmethod
+    def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
+        """Image passes of building the ancestor (the collective model) from `profile`, for the dry-run
+        estimate; 0 for a method that needs none. Methods sharing one ancestor count it once."""
+        return 0.0
 
     @abc.abstractmethod
     def prepare(self, source: SourceData, settings: Any, cache: Any) -> None:

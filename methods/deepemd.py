@@ -192,6 +192,10 @@ def meta_train(encoder: nn.Module, source: SourceData, s: DeepEMDSettings, seed:
           family="deepemd", settings=DeepEMDSettings)
 class DeepEMD(Method):
     records_curve = True
+    # Facts (methods.base.MethodFacts)
+    roles = frozenset({"opponent"})
+    report_order = 80
+    budget_knob = ("methods", "deepemd", "meta_iterations")
 
     def prepare(self, source: SourceData, settings: DeepEMDSettings, cache: Any) -> None:
         self.s = s = settings

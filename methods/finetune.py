@@ -69,6 +69,10 @@ def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, ep
           family="finetune", settings=FineTuneSettings, cosine=True)
 class FineTune(Method):
     records_curve = True
+    # Facts (methods.base.MethodFacts)
+    roles = frozenset({"opponent"})
+    budget_knob = ("methods", "finetune", "pretrain_epochs")
+    variant_facts = {"finetune": {"report_order": 60}, "finetune++": {"report_order": 70}}
 
     def prepare(self, source: SourceData, settings: FineTuneSettings, cache: Any) -> None:
         self.s = settings

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -223,6 +223,11 @@ def protomaml_query_loss(learner: nn.Module, t: TaskTensors, n_way: int, steps: 
           family="maml", settings=MAMLSettings, first_order=True, proto=True, bn_mode="support")
 class MAML(Method):
     family = "maml"
+    # Facts (methods.base.MethodFacts)
+    roles = frozenset({"opponent"})
+    budget_knob = ("methods", "maml", "meta_iterations")
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "maml": {"report_order": 10}, "fomaml": {"report_order": 20}, "protomaml": {"report_order": 40}}
 
     def prepare(self, source: SourceData, settings: MAMLSettings, cache: Any) -> None:
         self.s = settings

@@ -89,6 +89,10 @@ class MatchingNetwork(nn.Module):
           settings=MatchingNetSettings)
 class MatchingNet(MetricLearner):
     family = "matchingnet"
+    # Facts (methods.base.MethodFacts)
+    roles = frozenset({"opponent"})
+    report_order = 50
+    budget_knob = ("methods", "matchingnet", "meta_iterations")
 
     def build(self, image_size: int, settings: MatchingNetSettings) -> nn.Module:
         return MatchingNetwork(build_backbone(image_size, settings), settings.temperature, settings.fce,

@@ -56,6 +56,10 @@ def nearest_mean_episode(encoder: torch.nn.Module, episode: EpisodeData, device:
           family="protonet", settings=ProtoNetSettings, meta_iterations=0)
 class ProtoNet(MetricLearner):
     family = "protonet"
+    # Facts (methods.base.MethodFacts): `random-ncm` is the floor every method should beat.
+    budget_knob = ("methods", "protonet", "meta_iterations")
+    variant_facts = {"protonet": {"roles": {"opponent"}, "report_order": 30},
+                     "random-ncm": {"roles": {"floor"}, "report_order": 0}}
 
     def build(self, image_size: int, settings: ProtoNetSettings) -> torch.nn.Module:
         return build_backbone(image_size, settings)

@@ -173,3 +173,14 @@ def families() -> dict[str, type | None]:
     """Profile section name (`[methods.<family>]`) -> the settings class its methods read."""
     _load_all()
     return {e.family: e.settings for e in _REGISTRY.values()}
+
+
+def facts(name: str):
+    """What `bench/` needs to know about the named method (`methods.base.MethodFacts`): whether it needs
+    the ancestor, its minimum image size, its experiments, its report roles and order, its budget knob.
+    A registered class that is not a `Method` subclass gets the defaults."""
+    from methods.base import MethodFacts
+
+    e = entry(name)
+    get_facts = getattr(e.factory, "facts", None)
+    return get_facts(name) if callable(get_facts) else MethodFacts()

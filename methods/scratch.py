@@ -24,6 +24,11 @@ class Scratch(StackedEpisodes, Method):
     """Stacked episodes (methods/stacked.py) on CUDA: results equal `run_episode`'s up to float rounding."""
 
     records_curve = True
+    # Facts (methods.base.MethodFacts): learngene's control (same individual network, nothing inherited).
+    experiments = frozenset({"table2", "table3", "fig4"})
+    roles = frozenset({"opponent", "control"})
+    report_order = 90
+    budget_knob = ("individual", "epochs")
 
     def prepare(self, source: SourceData, settings: IndividualSettings, cache: Any) -> None:
         self.image_size = source.data.image_size

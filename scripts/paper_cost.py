@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: E402
 from bench import profiles  # noqa: E402
-from bench.experiments.selection import table3_methods  # noqa: E402
+from bench.experiments.selection import methods_for  # noqa: E402
 from bench.runner import Env, RunSpec, resolve_device, run_episodes  # noqa: E402
 from bench.usage import cpu_name  # noqa: E402
 from methods import registry  # noqa: E402
@@ -539,7 +539,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     prof, env_prof = build_profile(args)
     device = resolve_device(args.device)
     known = registry.names()
-    selected = table3_methods(known + [m for m in ("maml", "fomaml", "protomaml", "deepemd") if m not in known])
+    selected = methods_for("table3", known + [m for m in ("maml", "fomaml", "protomaml", "deepemd") if m not in known])
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = Env(RunSpec("synthetic", "", int(prof.get("data", {}).get("image_size", 32)), env_prof, tmp,

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import methods
-from bench.experiments.selection import table3_methods
+from bench.experiments.selection import methods_for
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paper_cost.py"
 
@@ -33,7 +33,7 @@ def test_paper_cost_table_has_every_component(tmp_path):
     assert rc == 0
     result = json.loads(out.with_suffix(".json").read_text())
     rows = {r["key"]: r for r in result["rows"]}
-    table3 = table3_methods(methods.names())
+    table3 = methods_for("table3", methods.names())
     expected = {"collective", "pretrain:linear", "pretrain:cosine", "prepare:random-ncm",
                 *(f"episodes:{m}" for m in table3),
                 *(f"meta:{m}" for m in ("protonet", "matchingnet", "maml", "fomaml", "protomaml", "deepemd"))}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.experiments.selection import artifact_seeds, probe_methods
+from bench.experiments.selection import artifact_seeds, headline, methods_for, needs_ancestor
 from bench.plots import heatmap
 from bench.profiles import collective_settings, episode_settings
 from bench.report import ReportContext
@@ -31,10 +31,10 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     (nearest class mean on the trained collective trunk and on a random one, paired)."""
     ep = episode_settings(spec.profile)
     out = []
-    if any(m.startswith("learngene") for m in methods):
-        out += [Cell(NAME, "learngene", {"seed": s}) for s in artifact_seeds(spec.profile)]
+    if needs_ancestor(methods):  # the collective run's rows, under the headline method's name
+        out += [Cell(NAME, headline(), {"seed": s}) for s in artifact_seeds(spec.profile)]
     out += [Cell(NAME, m, {"analysis": "probe", "pool": "novel", "shots": k, "seed": s})
-            for s in range(ep.seeds) for k in ep.shots for m in probe_methods(methods)]
+            for s in range(ep.seeds) for k in ep.shots for m in methods_for(NAME, methods)]
     return out
 
 

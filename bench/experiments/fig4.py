@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.experiments.selection import facts_of, methods_for
 from bench.plots import line_with_band
 from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
@@ -18,7 +19,6 @@ from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig4"
 DESCRIPTION = "Figure 4: learning curves and sample efficiency, learngene vs scratch"
-METHODS = ("learngene", "scratch")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Settings(ExperimentSettings):
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     cfg = experiment_settings(spec.profile, NAME, Settings)
-    chosen = [m for m in METHODS if m in methods]
+    chosen = methods_for(NAME, methods)
     out = []
     for s in cfg.seed_range(spec.profile):
         for m in chosen:
@@ -57,6 +57,11 @@ def run(cell: Cell, env: Env) -> list[dict]:
                              curve=cell.params["panel"] == "curves")
 
 
+def hue_order(methods: list[str]) -> list[str]:
+    """The figure's legend: the headline method first, then the others (its control) by name."""
+    return sorted(set(methods), key=lambda m: ("headline" not in facts_of(m).roles, m))
+
+
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
     out = []
     for key, g in ctx.groups(df):
@@ -66,7 +71,7 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
             out.append(line_with_band(
                 curves, "epoch", "method", ctx.figure_path("fig4ab_curves", key),
                 title=f"Fig. 4(a/b): accuracy per epoch, 5-way {shots}-shot\n{key.dataset} {key.image_size}px, profile {key.profile}",
-                xlabel="training epoch", ylabel="test accuracy on novel classes (%)", hue_order=list(METHODS),
+                xlabel="training epoch", ylabel="test accuracy on novel classes (%)", hue_order=hue_order(curves.method),
                 note="bands: 95% t-CI over tasks × seeds; paper used 200 shots/class (capped here by the profile)"))
         samples = g[(g.panel == "samples") & (g.metric == "accuracy")]
         if not samples.empty:
@@ -76,5 +81,5 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
                 title=f"Fig. 4(c/d): accuracy after {epochs} epochs vs samples per class\n{key.dataset} "
                       f"{key.image_size}px, profile {key.profile}",
                 xlabel="training samples per class", ylabel="test accuracy on novel classes (%)",
-                hue_order=list(METHODS), note="bands: 95% t-CI over tasks × seeds"))
+                hue_order=hue_order(samples.method), note="bands: 95% t-CI over tasks × seeds"))
     return out

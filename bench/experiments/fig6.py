@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.experiments.selection import fig6b_methods
+from bench.experiments.selection import facts_of, methods_for
 from bench.plots import line_with_band
 from bench.profiles import ExperimentSettings, experiment_settings
-from bench.report import ReportContext
+from bench.report import ReportContext, method_sort_key
 from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig6"
 DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"
-POSITION_LABEL = {"learngene-front": "front (conv 1-3)", "learngene-middle": "middle (conv 6-8)",
-                  "learngene-top-uniform": "top (conv 11-13)"}
+#: The two panels, as the experiments methods declare (`MethodFacts.experiments`).
+CHECKPOINT, POSITION = f"{NAME}:checkpoint", f"{NAME}:position"
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,11 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     cfg = experiment_settings(spec.profile, NAME, Settings)
     seeds = cfg.seed_range(spec.profile)
     out = []
-    if "learngene" in methods:
-        out += [Cell(NAME, "learngene", {"panel": "checkpoint", "checkpoint": t, "shots": cfg.shots, "seed": s,
-                                         "method_options": {"checkpoint": t}})
-                for s in seeds for t in cfg.checkpoints]
+    out += [Cell(NAME, m, {"panel": "checkpoint", "checkpoint": t, "shots": cfg.shots, "seed": s,
+                           "method_options": {"checkpoint": t}})
+            for m in methods_for(CHECKPOINT, methods) for s in seeds for t in cfg.checkpoints]
     out += [Cell(NAME, m, {"panel": "position", "shots": cfg.shots, "seed": s})
-            for s in seeds for m in fig6b_methods(methods)]
+            for s in seeds for m in methods_for(POSITION, methods)]
     return out
 
 
@@ -61,19 +60,20 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
         a = g[(g.panel == "checkpoint") & (g.metric == "accuracy")]
         if not a.empty:
             out.append(line_with_band(
-                a.assign(method="learngene"), "checkpoint", "method", ctx.figure_path("fig6a_checkpoint", key),
+                a, "checkpoint", "method", ctx.figure_path("fig6a_checkpoint", key),
                 title=f"Fig. 6(a): accuracy vs the collective checkpoint the learngene came from\n{key.dataset} "
                       f"{key.image_size}px, 5-way {int(a['shots'].iloc[0])}-shot, profile {key.profile}",
                 xlabel="collective-model task index at extraction", ylabel="final test accuracy (%)",
                 note="bands: 95% t-CI over tasks × seeds"))
         b = g[(g.panel == "position") & (g.metric == "curve")]
         if not b.empty:
-            b = b.assign(position=b["method"].map(POSITION_LABEL).fillna(b["method"]))
+            labels = {m: facts_of(m).label or m for m in b["method"].unique()}
+            b = b.assign(position=b["method"].map(labels))
             out.append(line_with_band(
                 b, "epoch", "position", ctx.figure_path("fig6b_position", key),
                 title=f"Fig. 6(b): learngene position in a uniform-width collective network\n{key.dataset} "
                       f"{key.image_size}px, 5-way {int(b['shots'].iloc[0])}-shot, profile {key.profile}",
                 xlabel="training epoch", ylabel="test accuracy on novel classes (%)",
-                hue_order=[POSITION_LABEL[m] for m in POSITION_LABEL if POSITION_LABEL[m] in set(b["position"])],
+                hue_order=[labels[m] for m in sorted(labels, key=method_sort_key)],
                 note="bands: 95% t-CI over tasks × seeds"))
     return out

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paper
-from bench.experiments.selection import OPEN_WORLD_VARIANT, artifact_seeds, table2_methods
+from bench.experiments.selection import artifact_seeds, methods_for, paper_row
 from bench.profiles import collective_settings, episode_settings
 from bench.report import ReportContext, caption, method_table
 from bench.runner import Cell, Env, RunSpec, run_episodes
+from methods import registry
 from methods.learngene.stages import open_world_artifact
 
 NAME = "table2"
@@ -27,11 +28,13 @@ RECONSTRUCTED = ("**Reconstructed protocol** (the paper is ambiguous): 5-way 20-
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     ep = episode_settings(spec.profile)
-    chosen = table2_methods(methods)
+    chosen = methods_for(NAME, methods)
     out = [Cell(NAME, m, {"pool": "open_world", "shots": ep.open_world_shots, "seed": s})
            for s in range(ep.seeds) for m in chosen]
-    if OPEN_WORLD_VARIANT in chosen:
-        out += [Cell(NAME, OPEN_WORLD_VARIANT, {"analysis": "recognition", "seed": s}) for s in artifact_seeds(spec.profile)]
+    # a row inheriting from the collective model (the open-world variant) also reports the model's
+    # open-world recognition, once per collective model
+    out += [Cell(NAME, m, {"analysis": "recognition", "seed": s}) for m in chosen if registry.facts(m).needs_ancestor
+            for s in artifact_seeds(spec.profile)]
     return out
 
 
@@ -58,7 +61,7 @@ def run(cell: Cell, env: Env) -> list[dict]:
 
 
 def _paper(method: str, image_size: int):
-    return paper.table2("learngene" if method == OPEN_WORLD_VARIANT else method, image_size)
+    return paper.table2(paper_row(method), image_size)
 
 
 def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paper
-from bench.experiments.selection import table3_methods
+from bench.experiments.selection import headline, methods_for, with_role
 from bench.profiles import episode_settings
 from bench.report import ReportContext, method_table
 from bench.runner import Cell, Env, RunSpec, run_episodes
@@ -18,7 +18,7 @@ DESCRIPTION = "Table 3: all methods on novel classes, 5-way 10/20-shot (paired e
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     ep = episode_settings(spec.profile)
     return [Cell(NAME, m, {"pool": "novel", "shots": k, "seed": s})
-            for s in range(ep.seeds) for k in ep.shots for m in table3_methods(methods)]
+            for s in range(ep.seeds) for k in ep.shots for m in methods_for(NAME, methods)]
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
@@ -49,10 +49,13 @@ def recipe_caption(group: pd.DataFrame, profile: dict | None = None) -> str:
     where the suite's settings leave the paper's."""
     params = group[group.metric == "params"].groupby("method")["value"].first()
     parts = []
-    if {"scratch", "learngene"} <= set(params.index):
-        same = int(params["scratch"]) == int(params["learngene"])
-        parts.append(f"*Control:* scratch and learngene train {'the same' if same else 'DIFFERENT'} network "
-                     f"({int(params['scratch']):,} vs {int(params['learngene']):,} parameters), so their gap is the "
+    lg = headline()
+    for ctl in with_role("control", list(params.index)):
+        if lg not in params.index:
+            break
+        same = int(params[ctl]) == int(params[lg])
+        parts.append(f"*Control:* {ctl} and {lg} train {'the same' if same else 'DIFFERENT'} network "
+                     f"({int(params[ctl]):,} vs {int(params[lg]):,} parameters), so their gap is the "
                      "inheritance, not the architecture.")
     parts.append("*Recipes:* support-set trainers use equal-sized batches (`last_batch = \"balanced\"`); "
                  "`learngene-official` keeps the paper's literal recipe (a short last batch, double softmax, no "

@@ -9,7 +9,8 @@ cached by the builders of `methods.learngene.stages.ANCESTORS`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
@@ -19,11 +20,20 @@ from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
 from methods.learngene.stages import ANCESTORS, ancestor_run
 from methods.registry import register
-from methods.settings import LearngeneSettings
+from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
 from methods.stacked import StackedEpisodes, StackedIndividualNet, episode_result, stack_named
 from methods.training import Recipe, rng, train_supervised
 
 _S = {"family": "learngene", "settings": LearngeneSettings}
+
+
+def collective_passes(profile: Mapping[str, Any]) -> float:
+    """Image passes of the collective model's continual training in `profile` (the dry-run estimate's
+    ancestor cost): tasks x epochs x 5 classes x images, forward+backward, the wider net ~2.5x MACs."""
+    col = profile.get("collective", {})
+    if not col:
+        return 0.0
+    return col["tasks"] * col["epochs"] * 5 * col["images_per_class"] * 3 * 2.5
 
 
 @register("learngene", "Learngene: inherit the collective model's top-3 blocks, train with the EWC retain loss", **_S)
@@ -49,6 +59,31 @@ class Learngene(StackedEpisodes, Method):
     whose episodes depend on each other."""
 
     records_curve = True
+    # Facts (methods.base.MethodFacts): every variant inherits from the collective network (>= 32 px);
+    # `learngene` is the paper's method, the rest are Table 3 rows or one figure's analysis variants.
+    needs_ancestor = True
+    min_image_size = MIN_IMAGE_SIZE["collective"]
+    experiments = frozenset({"table3"})
+    budget_knob = ("collective", "epochs")
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "learngene": {"experiments": {"table3", "fig4", "fig6:checkpoint"}, "roles": {"headline"},
+                      "report_order": 110},
+        "learngene-ewc0": {"roles": {"opponent"}, "report_order": 100},
+        "learngene-ewc5000": {"report_order": 120},
+        "learngene-ewc1000": {"experiments": set()},  # the quick profile's λ: `learngene` itself
+        "learngene-openworld": {"experiments": {"table2"}, "runs_with": {"learngene"}, "paper_name": "learngene"},
+        # Figure 6b's positions, in the legend's order (report_order); the last, top, is the paper's choice
+        "learngene-front": {"experiments": {"fig6:position"}, "runs_with": {"learngene"}, "label": "front (conv 1-3)",
+                            "report_order": 200},
+        "learngene-middle": {"experiments": {"fig6:position"}, "runs_with": {"learngene"},
+                             "label": "middle (conv 6-8)", "report_order": 210},
+        "learngene-top-uniform": {"experiments": {"fig6:position"}, "runs_with": {"learngene"},
+                                  "label": "top (conv 11-13)", "report_order": 220},
+    }
+
+    @classmethod
+    def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
+        return collective_passes(profile)
 
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:

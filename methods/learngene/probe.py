@@ -15,6 +15,7 @@ They are rows of Figure 3's analysis, not of Table 3: they are probes, not few-s
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -24,10 +25,11 @@ from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import meta_train_tasks, recalibrate_bn
 from methods.learngene.collective import architecture_of, model_from_state
+from methods.learngene.method import collective_passes
 from methods.learngene.stages import checkpoint_entry, collective_artifact
 from methods.protonet import nearest_mean_episode
 from methods.registry import register
-from methods.settings import LearngeneSettings
+from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
 from methods.training import derived_seed, seeded
 
 #: Base-class episodes (5-way, 10 shots + 15 queries each) that set the random trunk's BN statistics.
@@ -52,6 +54,16 @@ class CollectiveNCM(Method):
 
     family = "learngene"
     random_init = False
+    # Facts (methods.base.MethodFacts): Figure 3's analysis rows, run whenever learngene is.
+    needs_ancestor = True
+    min_image_size = MIN_IMAGE_SIZE["collective"]
+    experiments = frozenset({"fig3"})
+    runs_with = frozenset({"learngene"})
+    budget_knob = ("collective", "epochs")
+
+    @classmethod
+    def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
+        return collective_passes(profile)
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         c = settings.collective

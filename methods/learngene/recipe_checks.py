@@ -27,6 +27,7 @@ class LearngeneRecipeCheck(Learngene):
     gene_lr_scale: float = 1.0
     reset_gene_bn: bool = False
     in_all = False
+    roles = frozenset({"recipe-check"})  # compared with the headline method and the control (results summary)
 
     def uses_stacking(self) -> bool:
         return False
