@@ -12,7 +12,9 @@ Where a family's fields come from (later wins): the field defaults, the `[indivi
 class has (scratch and learngene read the whole recipe, the baselines only `width`, `backbone` and
 `crop_padding`), `[methods.<family>]` (DeepEMD first reads the `pretrain_*` keys of
 `[methods.finetune]`, because it shares fine-tuning's pre-trained backbone), what an experiment
-passes (e.g. MAML's `n_way`), the registered variant's overrides, then a cell's own options.
+passes (e.g. MAML's `n_way`), the registered variant's overrides, then a cell's own options. Settings
+nest (learngene's `collective`); an override or option may name a nested field by a dotted name
+(`{"collective.width": 0.5}`), checked like any other key, and changes only that field.
 
 Why one module over 300 lines: it is declarations (two lines per field: the field and its docstring)
 plus ~100 lines of checking; one place to read every knob of the suite is the point.
