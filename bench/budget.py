@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cell_env import Env, RunSpec, run_episodes
 from bench.errors import UsageError
 from bench.profiles import load_profile, resolve
-from bench.runner import Env, RunSpec, run_episodes
 from bench.stats import mean_ci95
 from bench.usage import cpu_name
 from methods.registry import UnknownMethodError

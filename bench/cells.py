@@ -1,6 +1,6 @@
 """Running one cell: look up its experiment and call it in this process's environment.
 
-Why a module of its own: experiments import `bench.runner` (cells, environment, episodes), and every
+Why a module of its own: experiments import `bench.cell_env` (cells, environment, episodes), and every
 executor needs "run this cell"; keeping that function here lets both import downward only.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import time
 
+from bench.cell_env import Cell, RunSpec, env_for
 from bench.experiments import get_experiment
-from bench.runner import Cell, RunSpec, env_for
 
 
 def execute_cell(spec: RunSpec, cell: Cell) -> dict:

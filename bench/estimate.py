@@ -12,8 +12,8 @@ from collections import Counter
 import torch
 from torch import nn
 
+from bench.cell_env import Cell, Env, RunSpec
 from bench.profiles import episode_settings
-from bench.runner import Cell, Env, RunSpec
 from methods import registry
 from methods.backbones import CollectiveNet, IndividualNet
 from methods.settings import MIN_IMAGE_SIZE

@@ -16,9 +16,9 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
+from bench.cell_env import Cell, RunSpec
 from bench.cells import execute_recorded
 from bench.errors import UsageError
-from bench.runner import Cell, RunSpec
 from bench.schedule import ArtifactAwareQueue, artifact_group
 
 EXECUTORS = ("serial", "process", "ray")

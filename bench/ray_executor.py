@@ -49,10 +49,10 @@ from pathlib import Path
 
 import ray
 
+from bench.cell_env import Cell, RunSpec, env_for
 from bench.cells import execute_recorded
 from bench.errors import UsageError
 from bench.profiles import episode_settings
-from bench.runner import Cell, RunSpec, env_for
 
 OBJECT_STORE_BYTES = 200 * 2**20
 MAX_RETRIES = 3

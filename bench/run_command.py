@@ -18,12 +18,12 @@ from tqdm.auto import tqdm
 
 from bench import profiles as profiles_mod
 from bench.atomic import atomic_write_text
+from bench.cell_env import Cell, Env, RunSpec, cell_config, env_for, key_profile, resolve_device
 from bench.errors import UsageError
 from bench.executors import check_executor, run_cells
 from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.lock import ResultsLock
 from bench.report_command import report_dir
-from bench.runner import Cell, Env, RunSpec, cell_config, env_for, key_profile, resolve_device
 from bench.store import ResultsStore
 from bench.usage import cpu_seconds, peak_rss_mib
 from methods.plugins import PluginError

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 
-from bench.runner import Cell, RunSpec, cell_options
+from bench.cell_env import Cell, RunSpec, cell_options
 from methods import registry
 
 

@@ -50,10 +50,6 @@ class ResultsStore:
     def cells_dir(self) -> Path:
         return self.root / "cells"
 
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.root / "artifacts"
-
     def cell_dir(self, config: dict[str, Any]) -> Path:
         return self.cells_dir / config["experiment"] / config_hash(config)
 
@@ -154,7 +150,7 @@ class ResultsStore:
 
     @staticmethod
     def _rekeyed(config: dict[str, Any], key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        """A stored config under the current cell key (`bench.runner.key_profile` of its profile)."""
+        """A stored config under the current cell key (`bench.cell_env.key_profile` of its profile)."""
         return {**config, "profile": key_profile(config.get("profile", {}))}
 
     def done_dirs_after_rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> set[Path]:
@@ -164,7 +160,7 @@ class ResultsStore:
 
     def rekey(self, key_profile: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Re-store cells written under an older cell key (their stored profile still holds a field the
-        key now leaves out, see `bench.runner.key_profile`) under the current key; returns how many
+        key now leaves out, see `bench.cell_env.key_profile`) under the current key; returns how many
         moved. Results are unchanged: only fields that do not change a cell's numbers leave its config."""
         moved = 0
         for d, config in list(self._intact()):

@@ -25,8 +25,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cell_env import Env, RunSpec, run_episodes  # noqa: E402
 from bench.profiles import load_profile  # noqa: E402
-from bench.runner import Env, RunSpec, run_episodes  # noqa: E402
 from methods.backbones import INDIVIDUAL_FRONT, INDIVIDUAL_GENE, IndividualNet, scaled  # noqa: E402
 
 TRAINERS = ("scratch", "learngene", "finetune", "finetune++", "deepemd")

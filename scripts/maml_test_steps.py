@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cell_env import Env, RunSpec, run_episodes  # noqa: E402
 from bench.profiles import load_profile, resolve  # noqa: E402
-from bench.runner import Env, RunSpec, run_episodes  # noqa: E402
 from bench.stats import mean_ci95  # noqa: E402
 from bench.usage import cpu_name  # noqa: E402
 

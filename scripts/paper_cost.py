@@ -13,7 +13,7 @@ each expensive part through the project's own code paths and multiplies by the u
   initial widths and at the final widths after every scheduled Net2Wider step; the step time of each
   task is interpolated linearly in the network's MACs between the two, times tasks x epochs x steps,
   times the distinct collective runs the Table 3 learngene variants read (`artifact_group`);
-- episodes of every Table 3 method (`bench.runner.run_episodes`, the cell's own path: stacked on
+- episodes of every Table 3 method (`bench.cell_env.run_episodes`, the cell's own path: stacked on
   CUDA where the method stacks), at each Table 3 shot, times tasks x seeds; per-episode training
   epochs are timed in full at --scale 1 (at a smaller scale: two shorter runs, extrapolated linearly);
 - meta-training (ProtoNet, MatchingNet, MAML, FOMAML, Proto-MAML, DeepEMD) and pre-training
@@ -60,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: E402
 from bench import profiles  # noqa: E402
+from bench.cell_env import Env, RunSpec, resolve_device, run_episodes  # noqa: E402
 from bench.experiments.selection import methods_for  # noqa: E402
-from bench.runner import Env, RunSpec, resolve_device, run_episodes  # noqa: E402
 from bench.usage import cpu_name  # noqa: E402
 from methods import registry  # noqa: E402
 from methods.artifacts import ArtifactCache  # noqa: E402

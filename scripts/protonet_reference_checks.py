@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods.episodic as episodic  # noqa: E402
+from bench.cell_env import Env, RunSpec  # noqa: E402
 from bench.profiles import load_profile, resolve  # noqa: E402
-from bench.runner import Env, RunSpec  # noqa: E402
 from bench.stats import mean_ci95  # noqa: E402
 from methods.protonet import prototype_logits  # noqa: E402
 from tasks.augment import to_float  # noqa: E402

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-import bench.runner
+import bench.cell_env
 from bench import budget
 from tasks.splits import resolve_split
 
@@ -11,14 +11,14 @@ from tasks.splits import resolve_split
 def test_budget_reads_only_validation_classes(tmp_path, monkeypatch):
     """Budgets must never be chosen on the novel classes that Table 3 reports."""
     pools: list[tuple[set[int], set[int], set[int]]] = []
-    real = bench.runner.sample_episodes
+    real = bench.cell_env.sample_episodes
 
     def spy(data, class_ids, *args, **kwargs):
         split = resolve_split(data, None)
         pools.append((set(class_ids), set(split.ids(data, "open_world")), set(split.ids(data, "novel"))))
         return real(data, class_ids, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner, "sample_episodes", spy)
+    monkeypatch.setattr(bench.cell_env, "sample_episodes", spy)
     out = tmp_path / "budgets.md"
     assert budget.main(["--method", "protonet", "--profile", "smoke", "--dataset", "synthetic",
                         "--tasks", "2", "--out", str(out)]) == 0

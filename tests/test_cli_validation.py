@@ -1,4 +1,4 @@
-"""Issue 12, item 1: every wrong argument is one line and exit 2 *before anything is written*.
+"""Every wrong argument is one line and exit 2 *before anything is written*.
 
 Each case checks the message (with the allowed range where there is one) and that the results
 directory does not exist afterwards; the data cases also check that nothing was downloaded.

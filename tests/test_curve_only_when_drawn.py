@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.cell_env import Env, RunSpec, run_episodes
 from bench.profiles import load_profile, resolve
-from bench.runner import Env, RunSpec, run_episodes
 
 SUPPORT_SET_TRAINERS = ("scratch", "learngene", "learngene-official", "finetune", "finetune++", "deepemd")
 
@@ -39,8 +39,8 @@ def test_final_accuracy_is_the_same_without_the_curve(env, method):
 
 
 def test_tables_skip_curves_and_figures_keep_them(env):
+    from bench.cell_env import Cell
     from bench.experiments import fig4, table3
-    from bench.runner import Cell
 
     t3 = table3.run(Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": 0}), env)
     assert t3 and not _by_metric(t3, "curve")

@@ -16,8 +16,8 @@ import pytest
 from tiny_profile import tiny_profile
 
 from bench import cli
+from bench.cell_env import Cell, RunSpec
 from bench.executors import RAY_MISSING, pool_shape
-from bench.runner import Cell, RunSpec
 from methods.artifacts import ArtifactCache
 
 PROFILE = tiny_profile("executor-test", epochs=3)

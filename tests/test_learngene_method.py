@@ -139,7 +139,7 @@ def test_variants_and_checkpoint_option(setup):
 
 
 class _Env:
-    """The part of `bench.runner.Env` the Figure 3 and Table 2 rows read."""
+    """The part of `bench.cell_env.Env` the Figure 3 and Table 2 rows read."""
 
     def __init__(self, src, cache, prof):
         self.spec = type("Spec", (), {"profile": prof})()

@@ -212,7 +212,7 @@ def test_plugin_without_methods_or_with_a_non_method(capsys, tmp_path, clean_reg
 def test_editing_a_plugin_changes_its_cells_key(tmp_path, clean_registry):
     """A plugin's cells are keyed by its source file's hash, so an edited plugin reruns instead of
     reporting numbers its old code produced; built-in cells carry no such key."""
-    from bench.runner import Cell, RunSpec, cell_config
+    from bench.cell_env import Cell, RunSpec, cell_config
     from methods.artifacts import config_hash
 
     plugin = write_plugin(tmp_path / "mine.py", "edited")

@@ -1,4 +1,4 @@
-"""Issue 12, item 7: the Ray executor on several nodes, one of them lost mid-grid.
+"""The Ray executor on several nodes, one of them lost mid-grid: the grid still completes, once.
 
 `tests/ray_multinode.py` (run in a subprocess, so its cluster is separate from the single-node one
 the other Ray tests share) starts `ray.cluster_utils.Cluster` with three one-CPU worker nodes, each

@@ -1,4 +1,4 @@
-"""Issue 12, item 2: one run at a time per results directory (an flock that dies with its process).
+"""One run at a time per results directory (an flock that dies with its process).
 
 The concurrent-run test starts two real `python -m bench run` processes on one results directory.
 The first is stopped (SIGSTOP) while it holds the lock, so the timing is deterministic: a second

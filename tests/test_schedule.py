@@ -2,8 +2,8 @@
 whose build is in flight while other work is pending."""
 from __future__ import annotations
 
+from bench.cell_env import Cell, RunSpec
 from bench.profiles import load_profile, resolve
-from bench.runner import Cell, RunSpec
 from bench.schedule import ArtifactAwareQueue, artifact_group
 
 

@@ -228,8 +228,8 @@ def test_learngene_with_the_official_leak_is_never_stacked():
 
 
 def test_runner_rows_are_the_same_stacked(tmp_path, monkeypatch):
+    from bench.cell_env import Env, RunSpec, run_episodes
     from bench.profiles import load_profile, resolve
-    from bench.runner import Env, RunSpec, run_episodes
 
     env = Env(RunSpec("synthetic", "", 32, resolve(load_profile("smoke"), image_size=32), str(tmp_path)))
     alone = run_episodes(env, "scratch", "novel", 5, 0, 2, options={"epochs": 2})

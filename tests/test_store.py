@@ -85,7 +85,7 @@ def test_kill9_mid_run_then_rerun_completes_without_duplicates(tmp_path):
     assert "6 already done, 0 to run" in again.stderr
 
 
-# ---------------------------------------------------------------- issue 12, item 3: damaged cells
+# ------------------------------------ damaged cells: a changed or truncated result is not done
 
 
 def test_done_records_checksums_and_a_changed_result_is_not_done(tmp_path):
@@ -189,7 +189,7 @@ def test_report_removes_tables_of_experiments_without_rows(tmp_path, capsys, mon
 
 def test_cells_stored_under_an_older_key_move_to_the_current_key(tmp_path):
     """Description, other methods' sections and the seed count left the key: such cells are kept."""
-    from bench.runner import key_profile
+    from bench.cell_env import key_profile
     from bench.store import ResultsStore
 
     store = ResultsStore(tmp_path)
@@ -211,7 +211,7 @@ def test_a_cell_key_ignores_other_methods_sections_and_the_seed_count():
     """Changing ProtoNet's budget re-runs ProtoNet only; adding seeds keeps the stored seeds' cells. A
     change to the method's own section or to the episodes a cell holds still changes its key."""
     from bench import profiles
-    from bench.runner import Cell, RunSpec, cell_config
+    from bench.cell_env import Cell, RunSpec, cell_config
     from methods.artifacts import config_hash
 
     base = profiles.load_profile("quick")
@@ -234,7 +234,7 @@ def test_a_cell_key_ignores_other_methods_sections_and_the_seed_count():
 def test_a_report_uses_the_newest_of_cells_that_differ_only_in_settings(tmp_path, capsys):
     """Re-running into one results directory after a profile value changed (ProtoNet's budget) stores a
     second cell for the same method and episodes; tables must use the new one, not average both."""
-    from bench.runner import key_profile
+    from bench.cell_env import key_profile
     from bench.store import ResultsStore
 
     store = ResultsStore(tmp_path)

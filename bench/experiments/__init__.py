@@ -21,7 +21,3 @@ def get_experiment(name: str) -> ModuleType:
     if name not in EXPERIMENT_NAMES:
         raise UsageError(f"unknown experiment '{name}'; choose all or one of: {', '.join(EXPERIMENT_NAMES)}")
     return importlib.import_module(f"bench.experiments.{name}")
-
-
-def all_experiments() -> dict[str, ModuleType]:
-    return {n: get_experiment(n) for n in EXPERIMENT_NAMES}

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.cell_env import Cell, Env, RunSpec, run_cell_episodes
 from bench.experiments.selection import artifact_seeds, headline, methods_for, needs_ancestor
 from bench.plots import heatmap
 from bench.profiles import collective_settings, episode_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 from methods.learngene.openworld import continual_metrics
 from methods.learngene.stages import collective_artifact
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.cell_env import Cell, Env, RunSpec, run_cell_episodes
 from bench.experiments.selection import facts_of, methods_for
 from bench.plots import line_with_band
 from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
-from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig4"
 DESCRIPTION = "Figure 4: learning curves and sample efficiency, learngene vs scratch"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.cell_env import Cell, Env, RunSpec, run_cell_episodes
 from bench.experiments.selection import facts_of, methods_for
 from bench.plots import line_with_band
 from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext, method_sort_key
-from bench.runner import Cell, Env, RunSpec, run_cell_episodes
 
 NAME = "fig6"
 DESCRIPTION = "Figure 6: learngene vs collective checkpoint (a) and inherited-block position (b)"

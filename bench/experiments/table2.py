@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paper
+from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import artifact_seeds, methods_for, paper_row
 from bench.profiles import collective_settings, episode_settings
 from bench.report import ReportContext, caption, method_table
-from bench.runner import Cell, Env, RunSpec, run_episodes
 from methods import registry
 from methods.learngene.stages import open_world_artifact
 

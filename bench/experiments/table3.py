@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paper
+from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import headline, methods_for, with_role
 from bench.profiles import episode_settings
 from bench.report import ReportContext, method_table
-from bench.runner import Cell, Env, RunSpec, run_episodes
 
 NAME = "table3"
 DESCRIPTION = "Table 3: all methods on novel classes, 5-way 10/20-shot (paired episodes)"

@@ -18,22 +18,13 @@ from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
-from methods.learngene.stages import ANCESTORS, ancestor_run
+from methods.learngene.stages import ANCESTORS, ancestor_run, collective_passes
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
 from methods.stacked import StackedEpisodes, StackedIndividualNet, episode_result, stack_named
 from methods.training import Recipe, rng, train_supervised
 
 _S = {"family": "learngene", "settings": LearngeneSettings}
-
-
-def collective_passes(profile: Mapping[str, Any]) -> float:
-    """Image passes of the collective model's continual training in `profile` (the dry-run estimate's
-    ancestor cost): tasks x epochs x 5 classes x images, forward+backward, the wider net ~2.5x MACs."""
-    col = profile.get("collective", {})
-    if not col:
-        return 0.0
-    return col["tasks"] * col["epochs"] * 5 * col["images_per_class"] * 3 * 2.5
 
 
 @register("learngene", "Learngene: inherit the collective model's top-3 blocks, train with the EWC retain loss", **_S)
@@ -112,11 +103,9 @@ class Learngene(StackedEpisodes, Method):
     def episode_state(self, model: torch.nn.Module, episode: EpisodeData) -> dict | None:
         """The Fisher diagonal of the inherited parameters on the support set (None without EWC)."""
         s = self.s
-        if s.ewc_lambda <= 0:
-            return None
         return fisher_diagonal(model, episode.support_x, episode.support_y, gene_param_names(model),
                                n_samples=s.fisher_samples, estimator=s.fisher_estimator,
-                               generator=rng(episode.seed, "fisher", episode.index))
+                               generator=rng(episode.seed, "fisher", episode.index)) if s.ewc_lambda > 0 else None
 
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         s = self.s
@@ -137,9 +126,8 @@ class Learngene(StackedEpisodes, Method):
         """One episode's record (either path): the learngene's blocks, widths and source, the EWC penalty."""
         extra = {"ewc_lambda": self.s.ewc_lambda, "gene_blocks": [i + 1 for i in self.gene["indices"]],
                  "gene_widths": list(self.gene["widths"]), "gene_source": self.gene_source,
-                 "gene_params": sum(p.numel() for p in model.gene.parameters())}
-        if penalty_final is not None:
-            extra["ewc_penalty_final"] = penalty_final
+                 "gene_params": sum(p.numel() for p in model.gene.parameters()),
+                 **({"ewc_penalty_final": penalty_final} if penalty_final is not None else {})}
         return episode_result(episode, curve, wall_s, count_params(model), extra)
 
     def individual_model(self, n_way: int) -> torch.nn.Module:

@@ -25,8 +25,7 @@ from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import meta_train_tasks, recalibrate_bn
 from methods.learngene.collective import architecture_of, model_from_state
-from methods.learngene.method import collective_passes
-from methods.learngene.stages import checkpoint_entry, collective_artifact
+from methods.learngene.stages import checkpoint_entry, collective_artifact, collective_passes
 from methods.protonet import nearest_mean_episode
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings

@@ -30,6 +30,15 @@ from tasks.continual import ContinualTask, continual_tasks
 ARTIFACT_VERSION = 3
 
 
+def collective_passes(profile: Mapping[str, Any]) -> float:
+    """Image passes of the collective model's continual training in `profile` (the dry-run estimate's
+    ancestor cost): tasks x epochs x 5 classes x images, forward+backward, the wider net ~2.5x MACs."""
+    col = profile.get("collective", {})
+    if not col:
+        return 0.0
+    return col["tasks"] * col["epochs"] * 5 * col["images_per_class"] * 3 * 2.5
+
+
 def _pool(source: SourceData, s: CollectiveSettings) -> list[int]:
     return source.base_ids + source.open_ids if s.continual_pool == "base+open" else source.base_ids
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.cell_env import Env, RunSpec, run_episodes
 from bench.profiles import load_profile
-from bench.runner import Env, RunSpec, run_episodes
 from bench.usage import cpu_bf16_support
 from methods.settings import ComputeSettings
 from methods.training import set_compute

@@ -4,7 +4,9 @@ A `RunSpec` is everything a worker needs to rebuild its environment (dataset, sp
 device, results dir); it is plain data so it travels to process and Ray workers. A `Cell` is one
 unit of work (experiment x method x parameters x seed); its full config, hashed, names its
 directory in the store. `Env` is the worker-side state: the loaded ImageSet, the class split, the
-artifact cache and the prepared methods, built once per process.
+artifact cache and the prepared methods, built once per process. `run_episodes` is a cell's episode
+loop in that environment. (Named for what it holds; choosing and executing cells is `bench.run_command`,
+`bench.cells` and the executors.)
 """
 from __future__ import annotations
 
