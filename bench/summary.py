@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import atomic_write_text
-from bench.experiments.selection import headline, with_role
+from bench.experiments.selection import facts_of, headline, with_role
 from bench.report import ReportContext, method_sort_key
 from bench.stats import mean_ci95
 from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check
@@ -117,13 +117,16 @@ def collective_health(df: pd.DataFrame) -> list[str]:
 def probe_gap(g: pd.DataFrame) -> str | None:
     """Nearest class mean on novel episodes with the collective trunk's features, trained vs random."""
     p = g[(g.experiment == "fig3") & (g.metric == "accuracy")]
-    if not {"collective-ncm", "collective-ncm-random"} <= set(p.method):
+    present = set(p.method)
+    pairs = [(m, ref) for m in sorted(present) if (ref := facts_of(m).compared_with) in present]
+    if not pairs:
         return None
+    trained, random = pairs[0]  # the probe and the twin it declares (`MethodFacts.compared_with`)
     parts = []
     for shots, gs in p.groupby("shots"):
-        m, h, n = paired_gap(gs, "collective-ncm", "collective-ncm-random")
-        tm = gs[gs.method == "collective-ncm"]["value"].mean() * 100
-        rm = gs[gs.method == "collective-ncm-random"]["value"].mean() * 100
+        m, h, n = paired_gap(gs, trained, random)
+        tm = gs[gs.method == trained]["value"].mean() * 100
+        rm = gs[gs.method == random]["value"].mean() * 100
         parts.append(f"{int(shots)}-shot {tm:.2f} % vs {rm:.2f} % ({m * 100:+.2f} ± {h * 100:.2f}, n={n})")
     return ("its features (all 13 blocks, so through the inherited top blocks) separate novel classes by nearest "
             "class mean, trained vs randomly initialised: " + "; ".join(parts))

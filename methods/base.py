@@ -104,6 +104,8 @@ class MethodFacts:
     """Row position in the tables (smaller first); None: after the ordered rows, by name."""
     label: str = ""
     """How figures name the method when its name is not what a reader needs (Figure 6b's positions)."""
+    compared_with: str = ""
+    """A method the results summary reports this one against, paired (a probe against its random twin)."""
     paper_name: str = ""
     """The paper's row its numbers stand beside, when not its own name (the open-world variant: learngene)."""
     budget_knob: tuple[str, ...] = ()
@@ -152,6 +154,7 @@ class Method(abc.ABC):
     roles: frozenset[str] = frozenset()
     report_order: int | None = None
     label: str = ""
+    compared_with: str = ""
     paper_name: str = ""
     budget_knob: tuple[str, ...] = ()
     #: Registered name -> the facts that differ for that variant (`{"fomaml": {"report_order": 20}}`).

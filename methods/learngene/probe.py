@@ -58,6 +58,7 @@ class CollectiveNCM(Method):
     min_image_size = MIN_IMAGE_SIZE["collective"]
     experiments = frozenset({"fig3"})
     runs_with = frozenset({"learngene"})
+    compared_with = "collective-ncm-random"
     budget_knob = ("collective", "epochs")
 
     @classmethod
@@ -86,3 +87,4 @@ class RandomCollectiveNCM(CollectiveNCM):
     """The same trunk, randomly initialised: what the features are worth without continual training."""
 
     random_init = True
+    compared_with = ""
