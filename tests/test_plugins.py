@@ -224,3 +224,115 @@ def test_editing_a_plugin_changes_its_cells_key(tmp_path, clean_registry):
     after = cell_config(Cell("table3", "edited", {"seed": 0}), spec, "d", {})
     assert config_hash(before) != config_hash(after)
     assert "plugin" not in cell_config(Cell("table3", "scratch", {"seed": 0}), spec, "d", {})
+
+
+# ------------------------------------------------------------------------------- the contract, checked
+
+
+def contract_plugin(path: Path, name: str, episode_body: str, extra: str = "") -> Path:
+    """A plugin whose run_episode is `episode_body` (one statement)."""
+    path.write_text(
+        "from methods import EpisodeResult, Method\n\n"
+        f"class Mine(Method):\n    '''A contract test plugin.'''\n    name = {name!r}\n\n"
+        "    def prepare(self, source, settings, cache):\n        pass\n\n"
+        f"    def run_episode(self, episode):\n        {episode_body}\n" + extra)
+    return path
+
+
+def run_grid(capsys, plugin: Path, method: str, results: Path, *more: str):
+    return run(capsys, *more, "run", "--plugin", str(plugin), "--method", method, "--experiment", "table3",
+               "--profile", "smoke", "--dataset", "synthetic", "--results-dir", str(results))
+
+
+def error_line(code: int, err: str, *needles: str) -> str:
+    """Exit 2, exactly one `error:` line (the last), containing every needle, and no traceback."""
+    assert code == 2, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
+    assert "Traceback" not in err, err
+    for n in needles:
+        assert n in errors[0], (n, errors[0])
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_percent_accuracy_is_refused_and_earlier_cells_are_kept(capsys, tmp_path, clean_registry):
+    results = tmp_path / "r"
+    good = write_plugin(tmp_path / "good.py", "good-one")
+    code, _, err = run_grid(capsys, good, "good-one", results)
+    assert code == 0, err
+    done_before = sorted(p.parent for p in (results / "cells").glob("*/*/done"))
+    runs_csv = (results / "runs.csv").read_bytes()
+    pct = contract_plugin(tmp_path / "pct.py", "pct", "return EpisodeResult(accuracy=96.0)")
+    code, _, err = run_grid(capsys, pct, "pct", results)
+    error_line(code, err, "'pct'", "96.0", "outside [0, 1]", "table3/pct[", "not a percent")
+    assert sorted(p.parent for p in (results / "cells").glob("*/*/done")) == done_before  # nothing lost, none added
+    assert (results / "runs.csv").read_bytes() == runs_csv
+
+
+@pytest.mark.parametrize("body, needles", [
+    ("return 0.5", ("'flt'", "float", "not an EpisodeResult")),
+    ("return EpisodeResult(accuracy=torch.tensor(0.5))", ("'flt'", "accuracy of type Tensor")),
+    ("raise ValueError('boom in my code')", ("'flt'", "run_episode", "ValueError: boom in my code", "table3/flt[")),
+])
+def test_bad_results_and_exceptions_are_one_line_naming_plugin_and_cell(capsys, tmp_path, clean_registry, body,
+                                                                         needles):
+    plugin = contract_plugin(tmp_path / "flt.py", "flt", body)
+    plugin.write_text("import torch\n" + plugin.read_text())
+    code, _, err = run_grid(capsys, plugin, "flt", tmp_path / "r")
+    error_line(code, err, *needles)
+
+
+def test_debug_prints_the_plugins_traceback(capsys, tmp_path, clean_registry):
+    plugin = contract_plugin(tmp_path / "boom.py", "boom", "raise ValueError('boom')")
+    code, _, err = run_grid(capsys, plugin, "boom", tmp_path / "r", "--debug")
+    assert code == 2 and "Traceback" in err and "boom.py" in err, err
+
+
+def test_abstract_class_is_refused_at_load(capsys, tmp_path, clean_registry):
+    path = tmp_path / "half.py"
+    path.write_text("from methods import Method\n\nclass Half(Method):\n    name = 'half'\n\n"
+                    "    def prepare(self, source, settings, cache):\n        pass\n")
+    results = tmp_path / "r"
+    for spec in (f"{path}:Half", str(path)):
+        code, _, err = run(capsys, "run", "--plugin", spec, "--method", "half", "--dataset", "synthetic",
+                           "--profile", "smoke", "--results-dir", str(results))
+        line = one_line_error(code, err, "Half", "does not implement run_episode")
+        assert "no methods found" not in line
+        assert not results.exists()  # refused before anything was created
+
+
+def test_plugin_without_description_is_listed_by_class_name(capsys, tmp_path, clean_registry):
+    path = tmp_path / "bare.py"
+    path.write_text("from methods import EpisodeResult, Method\n\nclass Bare(Method):\n    name = 'bare'\n\n"
+                    "    def prepare(self, source, settings, cache):\n        pass\n\n"
+                    "    def run_episode(self, episode):\n        return EpisodeResult(accuracy=0.0)\n")
+    code, out, _ = run(capsys, "list", "methods", "--plugin", str(path))
+    line = next(ln for ln in out.splitlines() if ln.startswith("bare "))
+    assert "Bare (no description" in line and "few-shot learner" not in line
+
+
+def test_plugin_profile_section_does_not_break_runs_without_it(capsys, tmp_path):
+    prof = tmp_path / "p.toml"
+    prof.write_text((REPO / "bench" / "profiles" / "smoke.toml").read_text()
+                    + "\n[methods.cosine-frozen]\nchannels = 8\n")
+    code, out, err = run(capsys, "run", "--method", "scratch", "--experiment", "table3", "--dataset", "synthetic",
+                         "--profile", str(prof), "--results-dir", str(tmp_path / "r"), "--dry-run")
+    assert code == 0, err
+    assert "[methods.cosine-frozen]" in err and "ignored" in err
+    prof.write_text(prof.read_text() + "\n[methods.protonett]\nlr = 0.1\n")  # a misspelt built-in stays an error
+    code, _, err = run(capsys, "run", "--method", "scratch", "--dataset", "synthetic", "--profile", str(prof),
+                       "--results-dir", str(tmp_path / "r"), "--dry-run")
+    error_line(code, err, "protonett", "did you mean 'protonet'")
+
+
+@pytest.mark.parametrize("first, second", [("methods.plugins", "methods.registry"),
+                                           ("methods.registry", "methods.plugins")])
+def test_no_import_cycle_between_registry_and_plugins(first, second):
+    import subprocess
+
+    code = f"import {first}, {second}; import methods; print(len(methods.names()))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and int(proc.stdout) > 10, proc.stderr
+    source = (REPO / "methods" / "registry.py").read_text()
+    assert "import plugins" not in source and "methods.plugins import" not in source
