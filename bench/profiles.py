@@ -185,12 +185,13 @@ def validate(profile: dict[str, Any], path: Path | str, cli_sizes: list[int] | N
 
 
 def collective_settings(profile: dict[str, Any]) -> CollectiveSettings:
-    """`[collective]`, plus what Figure 6 needs from the one shared collective run: its checkpoints and
-    the width of its uniform network."""
+    """`[collective]`, plus what Figure 6a needs from the one shared collective run: its checkpoints
+    (kept by every variant's run, so they are part of its cache key). Figure 6b's uniform width is a
+    cell option of its cells instead (`collective.uniform_width`, see bench.experiments.fig6)."""
     c = build(CollectiveSettings, [("collective", profile.get("collective", {}))])
     fig6 = profile.get("experiments", {}).get("fig6", {})
     checkpoints = tuple(sorted({*c.checkpoints, *map(int, fig6.get("checkpoints", ()))}))
-    return dataclasses.replace(c, checkpoints=checkpoints, uniform_width=int(fig6.get("uniform_width", c.uniform_width)))
+    return dataclasses.replace(c, checkpoints=checkpoints)
 
 
 @dataclass(frozen=True)

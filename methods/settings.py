@@ -184,7 +184,7 @@ class CollectiveSettings:
     amp: Literal["none", "bf16"] = "none"
     """bf16 autocast for collective training."""
     uniform_width: int = _gt0(256)
-    """Channels of every conv of Figure 6b's uniform network, before `width` (set by the experiment)."""
+    """Channels of every conv of Figure 6b's uniform network, before `width` (Figure 6 sets it per cell)."""
 
     #: Fields that do not change the trained network (kept out of its cache key).
     NOT_IN_KEY: typing.ClassVar[frozenset[str]] = frozenset(

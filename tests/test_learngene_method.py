@@ -131,7 +131,7 @@ def test_variants_and_checkpoint_option(setup):
     with pytest.raises(ValueError, match="no collective checkpoint"):
         registry.get("learngene").prepare(src, method_settings(prof, "learngene", {"checkpoint": 0}), cache)
     mid = registry.get("learngene-middle")
-    mid.prepare(src, method_settings(prof, mid.name), cache)
+    mid.prepare(src, method_settings(prof, mid.name, {"collective.uniform_width": 32}), cache)  # as Figure 6b's cells
     assert mid.gene["indices"] == [5, 6, 7] and len(set(mid.gene["widths"])) == 1  # uniform network
     n_built = len(cache.built)
     collective_artifact(src, collective_settings(prof), cache, "cpu")  # shared, not retrained

@@ -111,7 +111,7 @@ def test_settings_resolve_sections_variants_and_defaults():
     assert isinstance(s, LearngeneSettings)
     assert s.ewc_lambda == 0.0 and s.faithful_softmax is True and s.reuse_across_tasks  # the variant
     assert s.epochs == SMOKE["individual"]["epochs"] and s.fisher_samples == 128  # [individual], [methods.learngene]
-    assert s.collective.checkpoints == (1, 2, 3) and s.collective.uniform_width == 32  # Figure 6's needs
+    assert s.collective.checkpoints == (1, 2, 3)  # Figure 6a's checkpoints, kept by the shared collective run
     m = method_settings(SMOKE, "protomaml")
     assert isinstance(m, MAMLSettings) and m.proto and m.bn_mode == "support" and m.n_way == 5
     assert m.width == SMOKE["individual"]["width"]
@@ -147,3 +147,18 @@ def test_a_variant_section_overrides_its_family_for_that_variant_only(capsys, tm
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and says in err, err
         assert not (tmp_path / "r").exists()
+
+
+def test_figure_6b_uniform_width_is_a_nested_cell_option():
+    """[experiments.fig6] uniform_width reaches panel b's variants as the cell option
+    `collective.uniform_width` (one override mechanism), and only them."""
+    from bench.cell_env import RunSpec, cell_options
+    from bench.experiments import fig6
+
+    spec = RunSpec("synthetic", "", 32, SMOKE, "")
+    position = [c for c in fig6.cells(spec, ["learngene"]) if c.params["panel"] == "position"]
+    assert {c.method for c in position} == {"learngene-front", "learngene-middle", "learngene-top-uniform"}
+    for c in position:
+        s = method_settings(SMOKE, c.method, cell_options(c))
+        assert s.ancestor == "continual-uniform" and s.collective.uniform_width == 32
+    assert method_settings(SMOKE, "learngene").collective == collective_settings(SMOKE)

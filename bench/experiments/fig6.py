@@ -23,8 +23,9 @@ CHECKPOINT, POSITION = f"{NAME}:checkpoint", f"{NAME}:position"
 
 @dataclass(frozen=True)
 class Settings(ExperimentSettings):
-    """`[experiments.fig6]`; its checkpoints and uniform width reach the collective run through
-    `bench.profiles.collective_settings`."""
+    """`[experiments.fig6]`; its checkpoints reach the one shared collective run through
+    `bench.profiles.collective_settings` (every learngene variant keeps them), its uniform width
+    reaches panel b's variants as the cell option `collective.uniform_width`."""
 
     shots: int = field(default=20, metadata={"gt": 0})
     """5-way shots of the Figure 6 tasks."""
@@ -43,7 +44,8 @@ def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     out += [Cell(NAME, m, {"panel": "checkpoint", "checkpoint": t, "shots": cfg.shots, "seed": s,
                            "method_options": {"checkpoint": t}})
             for m in methods_for(CHECKPOINT, methods) for s in seeds for t in cfg.checkpoints]
-    out += [Cell(NAME, m, {"panel": "position", "shots": cfg.shots, "seed": s})
+    out += [Cell(NAME, m, {"panel": "position", "shots": cfg.shots, "seed": s,
+                           "method_options": {"collective.uniform_width": cfg.uniform_width}})
             for s in seeds for m in methods_for(POSITION, methods)]
     return out
 
