@@ -19,7 +19,9 @@ from tasks.errors import DataError
 
 EPILOG = """examples:
   python -m bench run --method all --profile smoke --dataset synthetic      # a 2-minute demo, no data needed
-  python -m bench run --method scratch,learngene --dataset tiny-imagenet --data-dir ../shared/data
+  # without --results-dir only the quick profile on real data writes ./results (the committed results);
+  # every other run writes ./runs/<dataset>_<profile>/
+  python -m bench run --method scratch,learngene --dataset tiny-imagenet --profile smoke   # -> runs/tiny-imagenet_smoke
   python -m bench run --method all --profile quick --dry-run                 # the grid and its estimated cost
   python -m bench report --results-dir results                               # rebuild tables/figures only
   python -m bench list methods --plugin path/to/my_method.py              # your own method, no fork

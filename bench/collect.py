@@ -1,6 +1,7 @@
 """The collector: finished cells -> one tidy DataFrame (one row per cell and metric) -> runs.csv."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -50,26 +51,47 @@ def collect(results_dir: Path | str, fallback: bool = True) -> pd.DataFrame:
     return tidy(pd.DataFrame(rows))
 
 
-#: Rows of runs.csv and of stored cells are the same results when they share these columns.
+#: A runs.csv row and a stored cell hold the same results when these columns and the cell's own
+#: parameters (seed, shots, pool, checkpoint, ...: `rows_of`'s flattened params) agree.
 MERGE_KEY = ["dataset", "image_size", "profile", "experiment", "method"]
 
 
+def _norm(v) -> str:
+    """One spelling per value for matching: 10, 10.0 and '10' alike; NaN and None as ''."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
 def merged(results_dir: Path | str) -> pd.DataFrame:
-    """What a report is built from: every stored cell's rows, plus the rows of `runs.csv` whose
-    (dataset, image size, profile, experiment, method) no stored cell holds, so a report never drops
-    results it did not recompute (a clone has runs.csv but no cells; a smoke run into a store of quick
-    results adds its rows beside theirs). Returned as runs.csv will hold them (floats to 6 significant
-    digits), so a report from cells and one from runs.csv alone write the same bytes."""
+    """What a report is built from: every stored cell's rows, plus the rows of `runs.csv` that no
+    stored cell replaces, so a report never drops results it did not recompute (a clone has runs.csv
+    but no cells; a smoke run into a store of quick results adds its rows beside theirs; an
+    interrupted run replaces only the cells it finished). A runs.csv row is replaced when its cell is
+    in the store (under its hash, current or superseded) or a stored cell has its dataset, size,
+    profile, experiment, method and parameters. Returned as runs.csv will hold them (floats to 6
+    significant digits), so a report from cells and one from runs.csv alone write the same bytes."""
     import io
 
     results_dir = Path(results_dir)
+    store = ResultsStore(results_dir)
+    stored_hashes, param_keys = set(), set()
+    for d, cfg in store.intact():
+        stored_hashes.add(d.name)
+        params = cfg.get("params", {})
+        param_keys |= {k for k, v in params.items() if not isinstance(v, dict | list)}
+        param_keys |= {f"opt_{k}" for k in params.get("method_options", {})}
     cells = collect(results_dir, fallback=False)
     csv = results_dir / "runs.csv"
     old = pd.read_csv(csv) if csv.exists() else cells.iloc[:0]
     if not cells.empty and not old.empty:
-        have = set(map(tuple, cells[MERGE_KEY].astype(str).drop_duplicates().itertuples(index=False)))
-        keep = [tuple(r) not in have for r in old[MERGE_KEY].astype(str).itertuples(index=False)]
-        old = old[keep]
+        key = MERGE_KEY + sorted(k for k in param_keys if k in cells.columns and k in old.columns)
+        have = set(map(tuple, cells[key].drop_duplicates().map(_norm).itertuples(index=False)))
+        ident = [tuple(r) for r in old[key].map(_norm).itertuples(index=False)]
+        in_store = old["cell"].astype(str).isin(stored_hashes) if "cell" in old else False
+        old = old[~(in_store | pd.Series([i in have for i in ident], index=old.index))]
     if cells.empty:
         df = old
     elif old.empty:

@@ -127,6 +127,10 @@ class ResultsStore:
             if self.damage(d) is None:
                 yield d, json.loads((d / "cell.json").read_text())
 
+    def intact(self) -> list[tuple[Path, dict[str, Any]]]:
+        """(directory, config) of every finished, intact cell, superseded ones included."""
+        return list(self._intact())
+
     def iter_current(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
         """The finished cells a report should use, and how many were left out: of cells that hold the same
         experiment, method, data, profile name and params (seed, shots, ...) under different settings (a

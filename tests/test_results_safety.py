@@ -142,3 +142,21 @@ def test_profile_without_individual_is_refused(capsys, tmp_path, dry_run):
                        str(tmp_path / "r"), *(["--dry-run"] if dry_run else []))
     one_line_error(code, err, "[individual]", str(prof))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_store_missing_some_cells_keeps_their_rows_from_runs_csv(capsys, tmp_path):
+    """An interrupted or partial re-run (or a clone with some cells) replaces only the cells it has:
+    the report keeps runs.csv's rows of every other cell, so the outputs do not change."""
+    results = tmp_path / "r"
+    code, _, err = run(capsys, "run", "--method", "random-ncm,scratch", "--experiment", "table3", "--profile",
+                       "smoke", "--dataset", "synthetic", "--results-dir", str(results))
+    assert code == 0, err
+    before = snapshot(results)
+    victim = sorted((results / "cells" / "table3").iterdir())[0]
+    shutil.rmtree(victim)
+    code, _, err = run(capsys, "report", "--results-dir", str(results))
+    assert code == 0, err
+    after = snapshot(results)
+    for name in ("runs.csv", "tables/table3.md"):
+        assert after[name] == before[name], name
