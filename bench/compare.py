@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from bench.collect import collect
+from bench.collect import merged
 from bench.errors import UsageError
 from bench.report import ReportContext
 from bench.summary import claim, paired_gap
@@ -51,7 +51,7 @@ def compare(results_dir: Path, a: str, b: str, experiment: str = "table3") -> li
         raise UsageError(f"compare needs two different methods, got '{a}' twice")
     if not results_dir.exists():
         raise UsageError(f"no results in {results_dir}; run `python -m bench run` first or pass --results-dir")
-    df = collect(results_dir)
+    df = merged(results_dir)  # the rows a report uses: stored cells plus runs.csv rows no cell replaces
     ran = df[(df.experiment == experiment) & (df.metric == "accuracy")] if not df.empty else df
     for m in (a, b):
         if ran.empty or m not in set(ran.method):

@@ -87,6 +87,8 @@ def test_smoke_run_into_the_committed_store_keeps_everything_of_theirs(capsys, t
     for name, text in old_tables.items():
         assert quick_section((results / "tables" / name).read_text()) == quick_section(text), name
     assert "profile `smoke`" in (results / "tables" / "table3.md").read_text()
+    code, out, err = run(capsys, "compare", "protonet", "learngene", "--results-dir", str(results))
+    assert code == 0 and "tiny-imagenet 32px (quick), 10-shot" in out, err
 
 
 @pytest.mark.slow
