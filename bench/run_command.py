@@ -260,7 +260,7 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
                     cpu_seconds() - cpu0)
 
 
-def _failed_cell(exc: "PluginError", pending: list[Cell]) -> str:
+def _failed_cell(exc: PluginError, pending: list[Cell]) -> str:
     """The cell a plugin failed in: the first unfinished cell of its method (exact for the serial executor)."""
     mine = [c for c in pending if c.method == exc.method]
     return mine[0].label() if mine else "(unknown)"

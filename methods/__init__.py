@@ -13,10 +13,9 @@ Example::
     m.prepare(source, methods.settings_for("protonet", profile), cache)
     result = m.run_episode(episode)
 """
+from methods import plugins as _plugins  # noqa: F401 - registers its entry-point scan with the registry
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.registry import describe, get, names, names_in_all, register, settings_for
-
-from methods import plugins as _plugins  # noqa: E402,F401,I001 - registers the entry-point scan with the registry
 
 __all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "names_in_all", "register",
            "settings_for"]
