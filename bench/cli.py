@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list methods, experiments, datasets or profiles")
     ls.add_argument("what", choices=["methods", "experiments", "datasets", "profiles"])
     ls.add_argument("--plugin", action="append", default=[], metavar="SPEC", help=PLUGIN_HELP)
+    for sp in (r, rep, cmp, ls):  # `--debug` after the subcommand too (SUPPRESS: absent unless given)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the full traceback behind an error")
     return p
 
 
