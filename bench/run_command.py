@@ -252,12 +252,27 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
                 else:
                     print(f"[{done_now}/{len(todo)}] {size}px {cell.label()}", file=sys.stderr)
         except PluginError as exc:
-            raise PluginError(f"{exc}; cell {_failed_cell(exc, pending)} not stored, the {done_now} cells finished "
-                              "before it are kept (--debug for the traceback)", exc.method) from exc
+            cell_label = _failed_cell(exc, pending)
+            log = _log_failure(store, cell_label, exc)
+            raise PluginError(f"{exc}; cell {cell_label} not stored, the {done_now} cells finished before it are "
+                              f"kept (traceback in {log}, or rerun with --debug)", exc.method) from exc
         finally:
             bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
                     cpu_seconds() - cpu0)
+
+
+def _log_failure(store: ResultsStore, cell_label: str, exc: BaseException) -> Path:
+    """Append the full traceback of a failed cell to `<results>/cells/failures.log` (git-ignored with
+    the cells), so the one-line error can stay one line."""
+    import traceback
+
+    log = store.cells_dir / "failures.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {cell_label}\n")
+        fh.write("".join(traceback.format_exception(exc)))
+    return log
 
 
 def _failed_cell(exc: PluginError, pending: list[Cell]) -> str:

@@ -280,7 +280,9 @@ def test_bad_results_and_exceptions_are_one_line_naming_plugin_and_cell(capsys, 
     plugin = contract_plugin(tmp_path / "flt.py", "flt", body)
     plugin.write_text("import torch\n" + plugin.read_text())
     code, _, err = run_grid(capsys, plugin, "flt", tmp_path / "r")
-    error_line(code, err, *needles)
+    line = error_line(code, err, *needles)
+    log = tmp_path / "r" / "cells" / "failures.log"  # the full traceback, out of the way of the one line
+    assert str(log) in line and "Traceback" in log.read_text() and "table3/flt[" in log.read_text()
 
 
 def test_debug_prints_the_plugins_traceback(capsys, tmp_path, clean_registry):
