@@ -101,7 +101,8 @@ class MethodFacts:
     name labels the collective run's rows), `opponent` (a headline comparison), `control` (same network,
     nothing inherited), `floor` (random features: every method should beat it), `recipe-check`."""
     report_order: int | None = None
-    """Row position in the tables (smaller first); None: after the ordered rows, by name."""
+    """Row position in the tables and in figure legends (smaller first); None: after the ordered ones,
+    by name."""
     label: str = ""
     """How figures name the method when its name is not what a reader needs (Figure 6b's positions)."""
     compared_with: str = ""
