@@ -161,14 +161,15 @@ def cmd_run(args) -> int:
     # rebuilt from the decode cache when a run has several sizes, so only one is held at a time.
     plans = [plan(args, profile, size, method_names, experiments, data_dir, store)[:2] for size in sizes]
     if args.dry_run:
-        from bench.estimate import describe_grid
+        from bench.cost.estimate import describe_grid
 
         done = store.done_dirs_after_rekey(key_profile)
         for spec, grid in plans:
             todo = [(c, cfg) for c, cfg in grid if store.cell_dir(cfg) not in done]
             _note_synthetic(spec, profile)
             _note_derived_split(store, spec, env_for(spec), write=False)
-            print(describe_grid(spec, grid, todo, env_for(spec)))
+            print(describe_grid(spec, grid, todo, args.executor, args.workers, getattr(args, "threads", None),
+                                store.root))
         return 0
     store.check_writable()  # the first write: create the results directory
     lock = ResultsLock(store.root).acquire(wait=getattr(args, "wait", False), purpose=_command())
@@ -237,20 +238,29 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
               f"(device {spec.device}, executor {args.executor})", file=sys.stderr)
         configs = {id(c): cfg for c, cfg in todo}
         # A live bar on a terminal; in a log (not a TTY) one plain line per finished cell, no `\r` updates.
+        # The ETA is the cost model's (bench.cost), not tqdm's rate: the first cells carry artifact builds.
         tty = sys.stderr.isatty()
-        bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not (todo and tty))
-        done_now = 0
         pending = [c for c, _ in todo]
+        progress = _progress(args, spec, pending, store)
+        bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not (todo and tty),
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        done_now = 0
         try:
             for cell, result in run_cells(args.executor, spec, list(pending), args.workers, args.ray_address):
                 store.write(configs[id(cell)], result)
                 pending.remove(cell)
                 done_now += 1
+                note, eta = _tick(progress, cell, result, bool(pending))
                 if tty:
-                    bar.set_postfix_str(cell.label()[:60], refresh=False)
+                    if note:
+                        bar.write(note, file=sys.stderr)
+                    bar.set_postfix_str(f"{eta}, {cell.label()[:50]}", refresh=False)
                     bar.update()
                 else:
-                    print(f"[{done_now}/{len(todo)}] {size}px {cell.label()}", file=sys.stderr)
+                    if note:
+                        print(note, file=sys.stderr)
+                    print(f"[{done_now}/{len(todo)}] {size}px {cell.label()}" + (f" - {eta}" if eta else ""),
+                          file=sys.stderr)
         except PluginError as exc:
             cell_label = _failed_cell(exc, pending)
             log = _log_failure(store, cell_label, exc)
@@ -260,6 +270,36 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
             bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
                     cpu_seconds() - cpu0)
+
+
+def _progress(args, spec: RunSpec, cells: list[Cell], store: ResultsStore):
+    """The cost model's live ETA for `cells` (bench.cost.estimate.Progress), its planned artifact builds
+    printed as steps first; None when there is nothing to run or the model cannot be built (the run
+    itself never depends on it)."""
+    if not cells:
+        return None
+    from bench.cost.estimate import Progress, pool_workers
+
+    try:
+        progress = Progress(spec, cells, pool_workers(args.executor, args.workers, getattr(args, "threads", None),
+                                                      len(cells)), store.root)
+        for line in progress.steps():
+            print(line, file=sys.stderr)
+        return progress
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop a run
+        print(f"note: no ETA ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+
+
+def _tick(progress, cell: Cell, result: dict, more: bool) -> tuple[str | None, str]:
+    """(a build message or None, the ETA text) after a finished cell; never raises into the run."""
+    if progress is None:
+        return None, ""
+    try:
+        note = progress.finished(cell, result)
+        return note, progress.postfix() if more else ""
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop a run
+        return f"note: ETA unavailable ({type(exc).__name__}: {exc})", ""
 
 
 def _log_failure(store: ResultsStore, cell_label: str, exc: BaseException) -> Path:

@@ -205,7 +205,7 @@ def plan_steps(k: int, n_avail: int, batch: int) -> tuple[int, int, int]:
 
 
 def collective_row(ctx: Ctx) -> Row:
-    from bench.estimate import macs
+    from bench.cost.macs import macs
     from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet
     from methods.learngene import stages
     from methods.learngene.collective import ContinualLearner, initial_widths, widen, widening_schedule

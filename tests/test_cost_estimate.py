@@ -1,0 +1,100 @@
+"""The cost model behind `--dry-run` and the progress ETA (bench.cost): the pool schedule it simulates,
+the recorded times it rests on, and that its text names that basis."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cell_env import Cell, RunSpec
+from bench.cost.estimate import Progress, describe_grid
+from bench.cost.model import CellCost, Recorded, cell_costs, episode_seconds, load_recorded, simulate
+from bench.profiles import load_profile, resolve
+
+
+def _costs(cells, episodes, builds):
+    """Fake costs: `episodes[method]` seconds per cell, `builds[method]` once per method (its group)."""
+    return {id(c): CellCost(episodes[c.method], c.method, builds.get(c.method, 0.0), "test") for c in cells}
+
+
+def test_schedule_overlaps_builds_and_waits_on_the_lock():
+    a = [Cell("t", "a", {"seed": i}) for i in range(3)]
+    b = [Cell("t", "b", {"seed": i}) for i in range(3)]
+    cells = a + b
+    costs = _costs(cells, {"a": 10.0, "b": 10.0}, {"a": 100.0, "b": 40.0})
+    one = simulate(cells, costs, 1, lambda c: c.method)
+    assert one.makespan_s == pytest.approx(60 + 140)  # serial: every second in a row
+    two = simulate(cells, costs, 2, lambda c: c.method)
+    # both builds start at once (the queue starts a new group's build first); b is built at 50 and its
+    # worker runs b1, b2 (to 70), then takes a1 while a builds: it waits on the lock until a exists at
+    # 100 (done at 110); a's worker, done at 110, takes a2 (120)
+    assert [k for k, *_ in two.builds] == ["a", "b"] and [s for _, _, s, _ in two.builds] == [0.0, 0.0]
+    assert two.makespan_s == pytest.approx(120.0)
+    assert two.busy_s == pytest.approx(200.0 + 30.0)  # the 30 s lock wait occupies a worker
+
+
+def test_a_cell_taken_during_its_groups_build_waits_for_it():
+    cells = [Cell("t", "a", {"seed": i}) for i in range(2)]
+    sched = simulate(cells, _costs(cells, {"a": 10.0}, {"a": 100.0}), 2, lambda c: c.method)
+    assert sched.makespan_s == pytest.approx(110.0)  # the second cell waits 100 s, then runs beside
+    assert sched.busy_s == pytest.approx(220.0)      # the wait occupies its worker
+    done = simulate(cells, _costs(cells, {"a": 10.0}, {"a": 100.0}), 2, lambda c: c.method, built={"a"})
+    assert done.makespan_s == pytest.approx(10.0)
+
+
+def test_cell_costs_scale_recorded_episodes_by_planned_episodes():
+    rec = Recorded({("table3", "m", "10"): 2.0, ("table3", "m", "20"): 4.0}, {"m": 30.0, "k": 50.0})
+    prof = {"episodes": {"tasks": 25}, "experiments": {"fig6": {"tasks": 15}}}
+    cells = [Cell("table3", "m", {"shots": 10}), Cell("table3", "m", {"shots": 5}), Cell("fig6", "m", {"shots": 20}),
+             Cell("table3", "x", {"shots": 10})]
+    costs = cell_costs(cells, prof, rec, lambda c: "g", {"m": "g", "k": "g"}, fallback=lambda c: (7.0, 0.0))
+    got = [(costs[id(c)].episodes_s, costs[id(c)].basis) for c in cells]
+    assert got == [(50.0, "recorded"), (75.0, "recorded (other shots)"), (45.0, "recorded (other experiment)"),
+                   (7.0, "MAC model")]
+    # the group's build is the largest of its methods' (the one that recorded it may be absent)
+    assert {costs[id(c)].build_s for c in cells} == {50.0}
+
+
+def test_recorded_times_are_of_one_group_and_the_store_overrides(tmp_path):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"source": "x", "dataset": "d", "image_size": 32, "profile": "quick", "cpu": "C",
+                               "build_s": {"m": 60.0}, "build_passes": {"m": 100.0},
+                               "episode_s": {"table3|m|10": 1.0}}))
+    (tmp_path / "runs.csv").write_text(
+        "experiment,method,dataset,image_size,profile,shots,metric,value\n"
+        "table3,m,d,32,quick,10,wall_s,3.0\ntable3,m,d,32,quick,10,wall_s,5.0\n"
+        "table3,m,d,64,quick,10,wall_s,99\ntable3,m,d,32,quick,10,accuracy,0.5\n")
+    assert episode_seconds(tmp_path / "runs.csv", ("d", 32, "quick")) == {("table3", "m", "10"): 4.0}
+    rec = load_recorded(("d", 32, "quick"), tmp_path, ref, build_passes=lambda m: 200.0)
+    assert rec.episode_s[("table3", "m", "10")] == 4.0 and rec.build_s["m"] == 120.0  # budget doubled since
+    assert "runs.csv" in rec.source
+    assert not load_recorded(("d", 32, "smoke"), None, ref).episode_s  # another profile: no record
+
+
+@pytest.fixture
+def quick_spec(tmp_path):
+    return RunSpec("tiny-imagenet", str(tmp_path), 32, resolve(load_profile("quick"), 32), str(tmp_path))
+
+
+def test_dry_run_text_names_its_basis_and_the_builds(quick_spec, tmp_path):
+    cells = [Cell("table3", m, {"pool": "novel", "shots": s, "seed": 0}) for m in ("protonet", "scratch") for s in (10, 20)]
+    text = describe_grid(quick_spec, [(c, {}) for c in cells], [(c, {}) for c in cells], "process", 2, None, tmp_path)
+    assert "estimated wall time:" in text and "on 2 workers" in text
+    assert "basis: recorded times" in text and "bench/cost/reference.json" in text
+    assert "build protonet" in text  # an artifact build is a step of its own
+    synthetic = RunSpec("synthetic", str(tmp_path), 32, quick_spec.profile, str(tmp_path))
+    text = describe_grid(synthetic, [(c, {}) for c in cells], [(c, {}) for c in cells], "serial", None, None, tmp_path)
+    assert "basis: no recorded times" in text and "MAC model" in text
+    assert "with --executor process" in text or "on 1 worker" in text
+
+
+def test_progress_eta_shrinks_and_follows_the_observed_ratio(quick_spec, tmp_path):
+    cells = [Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": i}) for i in range(4)]
+    prog = Progress(quick_spec, cells, 2, tmp_path)
+    assert any("estimated wall time" in line for line in prog.steps())
+    first = prog.eta_s()
+    predicted = prog.plan.costs[id(cells[0])].episodes_s
+    rows = [{"metric": "wall_s", "value": predicted * 10}]  # ten times slower than predicted
+    prog.finished(cells[0], {"rows": rows, "wall_s": predicted * 10})
+    assert prog.ratio > 1.5 and prog.eta_s() > first * 0.75 * 1.5
+    assert "ETA" in prog.postfix()
