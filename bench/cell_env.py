@@ -128,12 +128,18 @@ def key_profile(profile: dict) -> dict:
     return out
 
 
+#: Keys of an `[experiments.<name>]` section that only say how many seeds run: not part of a cell's key.
+SEED_COUNTS = ("seeds", "row_seeds")
+
+
 def cell_config(cell: Cell, spec: RunSpec, data_id: str, split: dict) -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's directory. The cell's
     resolved method settings (defaults included) are stored with it."""
-    # Only this experiment's own section: tuning Figure 4 must not invalidate Table 3's cells.
+    # Only this experiment's own section, less its numbers of seeds (a cell is one seed): tuning Figure 4
+    # must not invalidate Table 3's cells, and giving a row more seeds keeps its stored ones.
+    section = spec.profile.get("experiments", {}).get(cell.experiment, {})
     profile = key_profile({**spec.profile, "experiments": {
-        cell.experiment: spec.profile.get("experiments", {}).get(cell.experiment, {})}})
+        cell.experiment: {k: v for k, v in section.items() if k not in SEED_COUNTS}}})
     settings = profiles.method_settings(spec.profile, cell.method, cell_options(cell))
     return {"experiment": cell.experiment, "method": cell.method, "params": cell.params,
             "dataset": spec.dataset, "data_id": data_id, "image_size": spec.image_size,

@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run (or resume) the grid of cells, then write tables and figures",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    r.add_argument("--method", default="all", help="all, or comma-separated names (see `list methods`)")
+    r.add_argument("--method", default="all", help="all (the paper's rows), checks (the rows that check the code: recipe checks, the released "
+                        "code's behaviour), or comma-separated names (see `list methods`)")
     r.add_argument("--experiment", default="all", help=f"all, or comma-separated: {', '.join(EXPERIMENT_NAMES)}")
     r.add_argument("--dataset", default="auto", help="auto (first real dataset in the data dir, else CIFAR-100 download), "
                    "tiny-imagenet, cifar100, mini-imagenet, imagefolder, synthetic")

@@ -200,14 +200,35 @@ class ExperimentSettings:
 
     seeds: int | None = field(default=None, metadata={"gt": 0})
     """Seeds of this experiment's cells (None = [episodes] seeds)."""
+    row_seeds: dict[str, int] = field(default_factory=dict, metadata={"gt": 0})
+    """Seeds of the named methods' rows where they differ from `seeds` ({learngene = 3}): a row runs
+    the first seeds' episodes, so rows with fewer seeds are paired with the others on those. Sized by
+    a power calculation (`python -m bench.power`) so each comparison is decided at the least cost."""
 
-    def seed_range(self, profile: dict[str, Any]) -> range:
+    def seed_range(self, profile: dict[str, Any], method: str | None = None) -> range:
+        """The seeds of `method`'s cells (its `row_seeds` entry, else `seeds`, else [episodes] seeds)."""
+        if method is not None and method in self.row_seeds:
+            return range(self.row_seeds[method])
         return range(self.seeds or episode_settings(profile).seeds)
 
 
 def experiment_settings(profile: dict[str, Any], name: str, cls: type) -> Any:
     """`[experiments.<name>]` as the experiment's `Settings` dataclass."""
     return build(cls, [(f"experiments.{name}", profile.get("experiments", {}).get(name, {}))])
+
+
+def row_seed_ranges(profile: dict[str, Any], experiment: str, cls: type, methods: list[str]) -> dict[str, range]:
+    """Each of `methods`' seeds in `experiment` (its section's `row_seeds`, else `seeds`), in their order.
+    A `row_seeds` entry that names no registered method is refused: a misspelt row would silently run
+    at the default."""
+    cfg = experiment_settings(profile, experiment, cls)
+    known = registry.names()
+    for name in cfg.row_seeds:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see `python -m bench list methods`"
+            raise UsageError(f"[experiments.{experiment}] row_seeds names an unknown method '{name}'; {hint}")
+    return {m: cfg.seed_range(profile, m) for m in methods}
 
 
 def compute_settings(profile: dict[str, Any]) -> ComputeSettings:

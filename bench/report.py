@@ -17,8 +17,8 @@ import pandas as pd
 from bench.atomic import atomic_write_text
 from bench.stats import fmt_ci, mean_ci95
 
-CI_NOTE = ("± is the half-width of the 95% Student-t confidence interval over all episodes of all seeds "
-           "(n = tasks × seeds); the paper's ± is undefined (most likely std over its 5 tasks).")
+CI_NOTE = ("± is the half-width of the 95% Student-t confidence interval over all episodes of the row's seeds "
+           "(n = tasks × the row's seeds); the paper's ± is undefined (most likely std over its 5 tasks).")
 
 
 class GroupKey(NamedTuple):
@@ -92,8 +92,10 @@ class ReportContext:
 def caption(meta: dict, df: pd.DataFrame, extra: str = "") -> str:
     key: GroupKey = meta["key"]
     synthetic = bool(df["synthetic"].any()) if "synthetic" in df else False
-    seeds = df["seed"].nunique() if "seed" in df else 0
     tasks = df["episode"].nunique() if "episode" in df else 0
+    per_row = sorted({int(n) for n in df.groupby("method")["seed"].nunique()}) if {"seed", "method"} <= set(df) else []
+    seeds = ("0" if not per_row else f"{per_row[0]}" if len(per_row) == 1 else
+             f"{per_row[0]} to {per_row[-1]} by row (sized so each headline comparison is decided; n per row)")
     lines = [f"*Dataset:* {key.dataset}{' (SYNTHETIC procedural images — not a real benchmark)' if synthetic else ''}, "
              f"{key.image_size} px; *profile:* {key.profile}; *tasks × seeds:* {tasks} × {seeds}.",
              f"*±:* {CI_NOTE}"]

@@ -127,7 +127,8 @@ def cmd_run(args) -> int:
             raise UsageError(f"profile {profiles_mod.profile_path(args.profile)} has no [{section}] section; every "
                              f"profile sets {', '.join(f'[{s}]' for s in REQUIRED_SECTIONS)} (copy them from "
                              "bench/profiles/smoke.toml)")
-    method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all()), "--method")
+    method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all())
+                                   if args.method != "checks" else methods.names_not_in_all(), "--method")
     experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
     if args.dataset != "auto":
         from tasks.datasets import dataset_names

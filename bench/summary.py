@@ -10,7 +10,7 @@ from bench.atomic import atomic_write_text
 from bench.experiments.selection import facts_of, headline, with_role
 from bench.report import ReportContext, method_sort_key
 from bench.stats import mean_ci95
-from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check
+from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check, n_to_decide
 from methods import registry
 
 
@@ -45,17 +45,27 @@ def table3_by_shots(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 
 
 def claims(df: pd.DataFrame) -> list[str]:
-    """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots, each with a note
-    when its paired CI is wider than `verdicts.DECISIVE_HALF_WIDTH` points."""
+    """Checks of the paper's headline claims on Table 3 data, per dataset/size/shots. A comparison is
+    decided when its paired CI excludes 0 or is within ±`verdicts.DECISIVE_HALF_WIDTH` points; an
+    undecided one says about how many paired episodes would decide it."""
     out = []
     lg = headline()
     for where, gs in table3_by_shots(df):
         for other in headline_opponents():
             if {lg, other} <= set(gs.method) and (res := paired_gap(gs, lg, other)):
-                wide = "" if res[1] * 100 <= DECISIVE_HALF_WIDTH else \
-                    f" (CI wider than the ±{DECISIVE_HALF_WIDTH:g}-point target)"
-                out.append("- " + claim(where, lg, other, res) + wide)
+                out.append("- " + claim(where, lg, other, res) + decided_note(res))
     return out
+
+
+def decided_note(gap: tuple[float, float, int]) -> str:
+    """'' when the CI excludes 0; else whether it is within ±DECISIVE_HALF_WIDTH (decided) or how many
+    paired episodes would decide it."""
+    m, h, n = gap[0] * 100, gap[1] * 100, gap[2]
+    if abs(m) > h:
+        return ""
+    if h <= DECISIVE_HALF_WIDTH:
+        return f" (no difference beyond ±{DECISIVE_HALF_WIDTH:g}: decided)"
+    return f" (undecided: about n={n_to_decide(m, h, n)} would decide it)"
 
 
 def recipe_checks(df: pd.DataFrame) -> list[str]:
@@ -63,7 +73,7 @@ def recipe_checks(df: pd.DataFrame) -> list[str]:
     methods/learngene/recipe_checks.py) minus the headline method (and minus its control), paired,
     per dataset/size/shots."""
     refs = [headline(), *with_role("control")]
-    return ["- " + claim(where, check, ref, res) for where, gs in table3_by_shots(df)
+    return ["- " + claim(where, check, ref, res) + decided_note(res) for where, gs in table3_by_shots(df)
             for check in with_role("recipe-check") for ref in refs
             if {check, ref} <= set(gs.method) and (res := paired_gap(gs, check, ref))]
 

@@ -39,10 +39,23 @@ def _fmt(m: float, h: float, n: int, unit: str = "points") -> str:
     return f"{m:+.2f} ± {half} {unit} (paired, n={n})"
 
 
-def _decide(m: float, h: float) -> str:
+def n_to_decide(m: float, h: float, n: int, target: float | None = None) -> int:
+    """Paired episodes that would decide an unresolved gap, if its mean and SD held: the CI shrinks as
+    1/sqrt(n), down to `target` (default: the larger of |m|, which excludes 0 about half of the time,
+    and `DECISIVE_HALF_WIDTH`, "no difference beyond ±1.5")."""
+    target = target if target is not None else max(abs(m), DECISIVE_HALF_WIDTH)
+    return math.ceil(n * (h / target) ** 2) if target > 0 else n
+
+
+def _decide(m: float, h: float, n: int | None = None, target: float | None = None) -> str:
     if math.isnan(h):
         return "not resolved (one episode)"
-    return "yes" if m - h > 0 else ("no (the opposite holds)" if m + h < 0 else "not resolved (CI spans 0)")
+    if m - h > 0:
+        return "yes"
+    if m + h < 0:
+        return "no (the opposite holds)"
+    more = f"; about n={n_to_decide(m, h, n, target)} would decide it" if n else ""
+    return f"not resolved (CI spans 0{more})"
 
 
 def plateau_epochs(curves: pd.DataFrame, points: float = PLATEAU_POINTS) -> pd.Series:
@@ -83,7 +96,7 @@ def fig4_plateau(g: pd.DataFrame) -> list[str]:
     return [f"- Fig. 4(a/b) \"learngene reaches its plateau in ~10 epochs, scratch in ~40\" ({int(c['shots'].iloc[0])} "
             f"shots, {epochs} epochs; plateau = first epoch within {PLATEAU_POINTS:g} point of the episode's final "
             f"accuracy): {a} at epoch {lm:.1f} ± {lh:.1f}, {b} at {sm:.1f} ± {sh:.1f}; {a} earlier "
-            f"by {_fmt(m, h, n, 'epochs')}: **{_decide(m, h)}**"]
+            f"by {_fmt(m, h, n, 'epochs')}: **{_decide(m, h, n, target=abs(m))}**"]
 
 
 def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
@@ -115,12 +128,12 @@ def fig4_samples(g: pd.DataFrame) -> list[str]:
             if len(sc):
                 m, h, n = _paired(lg25, sc)
                 out.append(f"- Fig. 4(c/d) \"scratch needs 3x the samples\": {a} with 25 samples per class minus "
-                           f"{b} with {25 * factor}: {_fmt(m, h, n)} — {a} still ahead: **{_decide(m, h)}**")
+                           f"{b} with {25 * factor}: {_fmt(m, h, n)} — {a} still ahead: **{_decide(m, h, n)}**")
     for shots in sorted(s.shots.unique()):
         m, h, n = _paired(acc(a, int(shots)), acc(b, int(shots)))
         if n:
             out.append(f"- Fig. 4(c/d) at {int(shots)} samples per class: {a} minus {b} {_fmt(m, h, n)}: "
-                       f"**{_decide(m, h)}**")
+                       f"**{_decide(m, h, n)}**")
     return out
 
 
@@ -140,7 +153,7 @@ def fig6_positions(g: pd.DataFrame) -> list[str]:
         m, h, n = _paired(ref, o)
         if n:
             out.append(f"- Fig. 6(b) \"the top position beats {label} by ~2 points\": top minus {label} {_fmt(m, h, n)}: "
-                       f"**{_decide(m, h)}**")
+                       f"**{_decide(m, h, n)}**")
     return out
 
 

@@ -15,7 +15,7 @@ Example::
 """
 from methods import plugins as _plugins  # noqa: F401 - registers its entry-point scan with the registry
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
-from methods.registry import describe, get, names, names_in_all, register, settings_for
+from methods.registry import describe, get, names, names_in_all, names_not_in_all, register, settings_for
 
-__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "names_in_all", "register",
+__all__ = ["EpisodeData", "EpisodeResult", "Method", "SourceData", "describe", "get", "names", "names_in_all", "names_not_in_all", "register",
            "settings_for"]

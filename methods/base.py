@@ -111,6 +111,9 @@ class MethodFacts:
     """The paper's row its numbers stand beside, when not its own name (the open-world variant: learngene)."""
     budget_knob: tuple[str, ...] = ()
     """Profile path (sections, then key) of the base-training budget `python -m bench.budget` doubles."""
+    in_all: bool = True
+    """Run by `--method all` (`make run`). False for checks rather than the paper's rows (the recipe
+    checks, the released code's behaviour): they run only when named (`make checks`)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.roles) - ROLES
@@ -144,8 +147,12 @@ class Method(abc.ABC):
     name: str = ""
     #: True when run_episode trains on the support set and fills EpisodeResult.curve.
     records_curve: bool = False
-    #: False for analysis variants that `--method all` leaves out (they run only when named).
-    in_all: bool = True
+    # Cost hooks (bench.cost.device times a method through them, never by its name):
+    #: Modules the method imports to run (a cost extrapolation skips it, saying why, when one is missing).
+    requires: tuple[str, ...] = ()
+    #: The settings field of the epochs each episode trains on the support set (None: no training); the
+    #: cost extrapolation times fewer epochs and extrapolates linearly.
+    episode_epochs_field: str | None = None
 
     # Facts (see `MethodFacts` for what each means); a subclass sets the ones that differ.
     needs_ancestor: bool = MethodFacts.needs_ancestor
@@ -158,6 +165,7 @@ class Method(abc.ABC):
     compared_with: str = ""
     paper_name: str = ""
     budget_knob: tuple[str, ...] = ()
+    in_all: bool = MethodFacts.in_all
     #: Registered name -> the facts that differ for that variant (`{"fomaml": {"report_order": 20}}`).
     variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 

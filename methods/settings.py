@@ -407,6 +407,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is dict:
+        return f"a table of {_type_name(typing.get_args(tp)[1])}s"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             type(None): "left out"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -427,6 +429,11 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
             return False, value
         items = [_coerce(v, typing.get_args(tp)[0]) for v in value]
         return all(ok for ok, _ in items), tuple(v for _, v in items)
+    if origin is dict:  # a TOML table with string keys: {learngene = 3, fomaml = 3}
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            return False, value
+        items = {k: _coerce(v, typing.get_args(tp)[1]) for k, v in value.items()}
+        return all(ok for ok, _ in items.values()), {k: v for k, (_, v) in items.items()}
     if tp is type(None):
         return value is None, value
     if tp is bool:
@@ -474,8 +481,8 @@ def check_value(cls: type, section: str, key: str, value: Any) -> Any:
         close = difflib.get_close_matches(str(out), known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
         raise SettingsError(section, key, f"unknown value {value!r}; {hint}")
-    nums = [v for v in (out if isinstance(out, tuple) else (out,)) if isinstance(v, int | float)
-            and not isinstance(v, bool)]
+    values = out if isinstance(out, tuple) else tuple(out.values()) if isinstance(out, dict) else (out,)
+    nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if "gt" in meta and any(v <= meta["gt"] for v in nums):
         raise SettingsError(section, key, f"must be > {meta['gt']}, got {value!r}")
     if "ge" in meta and any(v < meta["ge"] for v in nums):

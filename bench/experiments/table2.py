@@ -8,6 +8,7 @@ learnt those classes incrementally.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ import pandas as pd
 from bench import paper
 from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import artifact_seeds, methods_for, paper_row
-from bench.profiles import collective_settings, episode_settings
+from bench.profiles import ExperimentSettings, collective_settings, episode_settings, row_seed_ranges
 from bench.report import ReportContext, caption, method_table
 from methods import registry
 from methods.learngene.stages import open_world_artifact
@@ -26,11 +27,18 @@ RECONSTRUCTED = ("**Reconstructed protocol** (the paper is ambiguous): 5-way 20-
                  "classes; learngene inherits from the collective model after it recognised and learnt them.")
 
 
+@dataclass(frozen=True)
+class Settings(ExperimentSettings):
+    """`[experiments.table2]`: seeds per row (`seeds`, `row_seeds`), each seed [episodes] tasks episodes."""
+
+
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     ep = episode_settings(spec.profile)
     chosen = methods_for(NAME, methods)
+    seeds = row_seed_ranges(spec.profile, NAME, Settings, chosen)
+    last = max((len(r) for r in seeds.values()), default=0)
     out = [Cell(NAME, m, {"pool": "open_world", "shots": ep.open_world_shots, "seed": s})
-           for s in range(ep.seeds) for m in chosen]
+           for s in range(last) for m in chosen if s in seeds[m]]
     # a row inheriting from the collective model (the open-world variant) also reports the model's
     # open-world recognition, once per collective model
     out += [Cell(NAME, m, {"analysis": "recognition", "seed": s}) for m in chosen if registry.facts(m).needs_ancestor

@@ -1,6 +1,7 @@
 """Table 3: every method on novel classes, 5-way 10- and 20-shot, the same episodes for all."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -8,17 +9,24 @@ import pandas as pd
 from bench import paper
 from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import headline, methods_for, with_role
-from bench.profiles import episode_settings
+from bench.profiles import ExperimentSettings, episode_settings, row_seed_ranges
 from bench.report import ReportContext, method_table
 
 NAME = "table3"
 DESCRIPTION = "Table 3: all methods on novel classes, 5-way 10/20-shot (paired episodes)"
 
 
+@dataclass(frozen=True)
+class Settings(ExperimentSettings):
+    """`[experiments.table3]`: seeds per row (`seeds`, `row_seeds`), each seed [episodes] tasks episodes."""
+
+
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
-    ep = episode_settings(spec.profile)
+    shots = episode_settings(spec.profile).shots
+    seeds = row_seed_ranges(spec.profile, NAME, Settings, methods_for(NAME, methods))
+    last = max((len(r) for r in seeds.values()), default=0)
     return [Cell(NAME, m, {"pool": "novel", "shots": k, "seed": s})
-            for s in range(ep.seeds) for k in ep.shots for m in methods_for(NAME, methods)]
+            for s in range(last) for k in shots for m, r in seeds.items() if s in r]
 
 
 def run(cell: Cell, env: Env) -> list[dict]:

@@ -50,6 +50,7 @@ class Learngene(StackedEpisodes, Method):
     whose episodes depend on each other."""
 
     records_curve = True
+    episode_epochs_field = "epochs"
     # Facts (methods.base.MethodFacts): every variant inherits from the collective network (>= 32 px);
     # `learngene` is the paper's method, the rest are Table 3 rows or one figure's analysis variants.
     needs_ancestor = True
@@ -61,6 +62,8 @@ class Learngene(StackedEpisodes, Method):
                       "report_order": 110},
         "learngene-ewc0": {"roles": {"opponent"}, "report_order": 100},
         "learngene-ewc5000": {"report_order": 120},
+        # the released code's behaviour is a check on the code, not one of the paper's rows: `make checks`
+        "learngene-official": {"in_all": False},
         "learngene-ewc1000": {"experiments": set()},  # the quick profile's λ: `learngene` itself
         "learngene-openworld": {"experiments": {"table2"}, "runs_with": {"learngene"}, "paper_name": "learngene"},
         # Figure 6b's positions, in the legend's order (report_order); the last, top, is the paper's choice

@@ -11,7 +11,7 @@ it is, and nothing else (same episodes, seeds, fresh front and head, EWC as `lea
   layers can be far from what a fresh front feeds them.
 
 The task the learngene is taken after is Figure 6(a)'s axis (`[experiments.fig6] checkpoints`).
-These variants are not part of `--method all`; `make recipe-checks` runs them on Table 3's episodes.
+These variants are not part of `--method all`; `make checks` (`--method checks`) runs them on Table 3's episodes.
 """
 from __future__ import annotations
 
