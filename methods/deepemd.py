@@ -192,6 +192,8 @@ def meta_train(encoder: nn.Module, source: SourceData, s: DeepEMDSettings, seed:
           family="deepemd", settings=DeepEMDSettings)
 class DeepEMD(Method):
     records_curve = True
+    requires = ("ot",)  # POT's exact EMD solver
+    episode_epochs_field = "sfc_epochs"
     # Facts (methods.base.MethodFacts)
     roles = frozenset({"opponent"})
     report_order = 80

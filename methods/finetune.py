@@ -69,6 +69,7 @@ def train_head(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, ep
           family="finetune", settings=FineTuneSettings, cosine=True)
 class FineTune(Method):
     records_curve = True
+    episode_epochs_field = "head_epochs"
     # Facts (methods.base.MethodFacts)
     roles = frozenset({"opponent"})
     budget_knob = ("methods", "finetune", "pretrain_epochs")

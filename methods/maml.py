@@ -223,6 +223,7 @@ def protomaml_query_loss(learner: nn.Module, t: TaskTensors, n_way: int, steps: 
           family="maml", settings=MAMLSettings, first_order=True, proto=True, bn_mode="support")
 class MAML(Method):
     family = "maml"
+    requires = ("learn2learn",)  # imported on first use (`_l2l`)
     # Facts (methods.base.MethodFacts)
     roles = frozenset({"opponent"})
     budget_knob = ("methods", "maml", "meta_iterations")

@@ -24,6 +24,7 @@ class Scratch(StackedEpisodes, Method):
     """Stacked episodes (methods/stacked.py) on CUDA: results equal `run_episode`'s up to float rounding."""
 
     records_curve = True
+    episode_epochs_field = "epochs"
     # Facts (methods.base.MethodFacts): learngene's control (same individual network, nothing inherited).
     experiments = frozenset({"table2", "table3", "fig4"})
     roles = frozenset({"opponent", "control"})

@@ -3,7 +3,7 @@
 # and POT (`ot`; shared objects stripped of debug symbols, 177 MB -> ~9 MB in all) from this checkout's
 # .venv into .gpu_libs/ (git-ignored), for a machine whose python3 has torch but neither library:
 # MAML, FOMAML, Proto-MAML and DeepEMD then run there under `PYTHONPATH=.gpu_libs python3 ...` (the
-# same CPython minor version as .venv, 3.11). scripts/paper_cost.py skips a method whose library does
+# same CPython minor version as .venv, 3.11). `python -m bench.cost device` skips a method whose library does
 # not import, so a mismatch costs only those rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,34 +1,24 @@
-"""scripts/paper_cost.py end to end on the CPU at a tiny scale (the smoke profile, small synthetic data):
-every Table 3 component has a row, and the extrapolated total is a finite number of seconds."""
+"""`python -m bench.cost device` (bench/cost/device.py) end to end on the CPU at a tiny scale (the smoke
+profile, small synthetic data): every Table 3 component has a row, and the extrapolated total is a
+finite number of seconds."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
 import torch
 
 import methods
+from bench.cost import device
+from bench.cost.__main__ import main as cost_main
 from bench.experiments.selection import methods_for
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paper_cost.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("paper_cost", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["paper_cost"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_paper_cost_table_has_every_component(tmp_path):
     torch.set_num_threads(1)
-    mod = load_script()
     out = tmp_path / "cost.md"
-    rc = mod.main(["--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
+    rc = cost_main(["device", "--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
                    "--threads", "1", "--out", str(out)])
     assert rc == 0
     result = json.loads(out.with_suffix(".json").read_text())
@@ -49,18 +39,18 @@ def test_paper_cost_table_has_every_component(tmp_path):
     for r in result["rows"]:
         assert f"| {r['component']} |" in text
     assert "**total**" in text and "extrapolated" in text and result["device"] in text
+    assert str(tmp_path) not in text and "python -m bench.cost device" in text  # no machine path recorded
 
 
 def test_missing_library_is_skipped_not_fatal(tmp_path, monkeypatch):
     """Without learn2learn or POT the rows of MAML and DeepEMD say why, and the rest still runs."""
     torch.set_num_threads(1)
     methods.names()  # the registry is loaded before POT disappears (other tests in this process need it)
-    mod = load_script()
     monkeypatch.setitem(sys.modules, "ot", None)
     monkeypatch.setitem(sys.modules, "learn2learn", None)
     out = tmp_path / "cost.md"
-    rc = mod.main(["--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
-                   "--threads", "1", "--out", str(out), "--only", "meta:maml,episodes:deepemd,prepare"])
+    rc = device.main(["--device", "cpu", "--profile", "smoke", "--scale", "0.05", "--data-shape", "40,20,10",
+                      "--threads", "1", "--out", str(out), "--only", "meta:maml,episodes:deepemd,prepare"])
     assert rc == 0
     rows = {r["key"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
     assert rows["meta:maml"]["status"] == "skipped" and "learn2learn" in rows["meta:maml"]["note"]

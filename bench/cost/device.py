@@ -1,8 +1,8 @@
 """How long the `paper` profile's Table 3 would take on a device, extrapolated from a few timed units.
 
-    python scripts/paper_cost.py --device cuda                  # results/paper_cost.md + .json (sized for < 6 min on an H100)
-    python scripts/paper_cost.py --device cpu --scale 0.01      # the paper's widths on a CPU: ~9 min on 1 thread
-    python scripts/paper_cost.py --device cpu --profile smoke --scale 0.05 --data-shape 40,20,10   # ~15 s
+    python -m bench.cost device --device cuda                  # results/paper_cost.md + .json (sized for < 6 min on an H100)
+    python -m bench.cost device --device cpu --scale 0.01      # the paper's widths on a CPU: ~9 min on 1 thread
+    python -m bench.cost device --device cpu --profile smoke --scale 0.05 --data-shape 40,20,10   # ~15 s
 
 `python -m bench run --profile paper --experiment table3 --method all` trains every artifact the
 Table 3 methods read (the collective model, meta-trained and pre-trained backbones) and then runs
@@ -16,11 +16,14 @@ each expensive part through the project's own code paths and multiplies by the u
 - episodes of every Table 3 method (`bench.cell_env.run_episodes`, the cell's own path: stacked on
   CUDA where the method stacks), at each Table 3 shot, times tasks x seeds; per-episode training
   epochs are timed in full at --scale 1 (at a smaller scale: two shorter runs, extrapolated linearly);
-- meta-training (ProtoNet, MatchingNet, MAML, FOMAML, Proto-MAML, DeepEMD) and pre-training
-  (fine-tuning's linear and cosine backbones; DeepEMD shares the linear one): each method's own
-  `prepare` with the iteration count (pre-training: images per class, one epoch) shrunk, at two
-  counts; seconds per unit = the slope, and the intercept (network build, BN recalibration, saving)
-  is added once.
+- meta-training (every method whose settings have `meta_iterations`: ProtoNet, MatchingNet, MAML,
+  FOMAML, Proto-MAML, DeepEMD) and pre-training (settings with `pretrain_epochs`: fine-tuning's linear
+  and cosine backbones; DeepEMD shares the linear one): each method's own `prepare` with the iteration
+  count (pre-training: images per class, one epoch) shrunk, at two counts; seconds per unit = the
+  slope, and the intercept (network build, BN recalibration, saving) is added once.
+
+What a method costs is read from its settings' fields and its cost hooks (`Method.requires`,
+`Method.episode_epochs_field`), never from its name.
 
 No dataset is needed: the images are `tasks.datasets.make_synthetic`'s, in the real data's shape
 (tiny-imagenet-100 at 32 px by default: 100 classes, 500 train + 50 test images per class, the
@@ -29,10 +32,9 @@ EMD solver's pivots aside). The result is an extrapolation: one process, one cel
 it leaves out process start-up, decoding the real dataset, writing results, and the collective
 model's per-task evaluation (< 1% of its training passes).
 
-A component whose library is missing is skipped with a note, not a crash: MAML, FOMAML and
-Proto-MAML need learn2learn (imported by `methods.maml` on first use), DeepEMD needs POT
-(`import ot` at the top of `methods.deepemd`; without it the method registry is loaded without
-that module).
+A component whose library is missing is skipped with a note, not a crash (`Method.requires`: MAML,
+FOMAML and Proto-MAML need learn2learn, DeepEMD needs POT); a method module that does not import at
+all (`methods.deepemd` imports `ot` at its top) is left out of the registry, with a row saying so.
 """
 from __future__ import annotations
 
@@ -56,55 +58,60 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import methods  # noqa: E402
-from bench import profiles  # noqa: E402
-from bench.cell_env import Env, RunSpec, resolve_device, run_episodes  # noqa: E402
-from bench.experiments.selection import methods_for  # noqa: E402
-from bench.usage import cpu_name  # noqa: E402
-from methods import registry  # noqa: E402
-from methods.artifacts import ArtifactCache  # noqa: E402
-from methods.stacked import StackedEpisodes  # noqa: E402
+import methods
+from bench import profiles
+from bench.atomic import atomic_write_text
+from bench.cell_env import Env, RunSpec, resolve_device, run_episodes
+from bench.cost.breakdown import repo_relative
+from bench.experiments.selection import methods_for
+from bench.usage import cpu_name
+from methods import registry
+from methods.artifacts import ArtifactCache
+from methods.stacked import StackedEpisodes
 
 #: tiny-imagenet-100: classes, train and test images per class.
 REAL_SHAPE = (100, 500, 50)
-#: Methods skipped when their library is missing, by registry family.
-LIBRARIES = {"maml": ("learn2learn", "MAML, FOMAML and Proto-MAML meta-learn through learn2learn"),
-             "deepemd": ("ot", "DeepEMD's exact EMD solver is POT's (pip package `pot`)")}
-#: The settings field holding each support-set trainer's per-episode epochs.
-EPISODE_EPOCHS = {"scratch": "epochs", "learngene": "epochs", "finetune": "head_epochs", "deepemd": "sfc_epochs"}
-#: Cheap `prepare` options for timing episodes (the episode's cost does not depend on how well the
-#: artifact was trained); meta_iterations only ever lowered.
-CHEAP_PREPARE = {"protonet": {"meta_iterations": 1, "bn_recalibration_episodes": 1},
-                 "matchingnet": {"meta_iterations": 1, "bn_recalibration_episodes": 1},
-                 "maml": {"meta_iterations": 0},
-                 "finetune": {"pretrain_epochs": 1, "pretrain_images_per_class": 1},
-                 "deepemd": {"pretrain_epochs": 1, "pretrain_images_per_class": 1, "meta_iterations": 0}}
-META_FAMILIES = ("protonet", "matchingnet", "maml", "deepemd")
+#: Cheap `prepare` options for timing episodes (an episode's cost does not depend on how well the
+#: artifact was trained), each applied when the method's settings have that field; meta_iterations is
+#: only ever lowered.
+CHEAP_PREPARE = {"meta_iterations": 1, "bn_recalibration_episodes": 1, "pretrain_epochs": 1,
+                 "pretrain_images_per_class": 1}
 
 
 # --------------------------------------------------------------------------- plumbing
 
 
-def missing_libraries() -> dict[str, str]:
-    """Registry family -> why it cannot run here (its library does not import)."""
-    out = {}
-    for family, (module, why) in LIBRARIES.items():
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):  # gym's deprecation banner
-                importlib.import_module(module)
-        except Exception as exc:  # ImportError, or a broken install (learn2learn vs numpy 2)
-            out[family] = f"skipped: `import {module}` failed ({type(exc).__name__}: {exc}); {why}"
+def missing_libraries(names: list[str]) -> dict[str, str]:
+    """Method -> why it cannot run here: a module of its `Method.requires` does not import."""
+    out, tried = {}, {}
+    for name in names:
+        for module in registry.entry(name).factory.requires:
+            if module not in tried:
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()):  # gym's deprecation banner
+                        importlib.import_module(module)
+                    tried[module] = ""
+                except Exception as exc:  # ImportError, or a broken install (learn2learn vs numpy 2)
+                    tried[module] = f"skipped: `import {module}` failed ({type(exc).__name__}: {exc})"
+            if tried[module]:
+                out[name] = tried[module]
     return out
 
 
-def load_registry(missing: dict[str, str]) -> None:
-    """Load the method registry; without POT, without `methods.deepemd` (it imports `ot` at the top,
-    and the registry treats a missing dependency of a method module as an error)."""
-    if "deepemd" in missing and not registry._loaded:
-        registry.METHOD_MODULES = tuple(m for m in registry.METHOD_MODULES if m != "methods.deepemd")
+def load_registry() -> dict[str, str]:
+    """Load the method registry, leaving out a method module that does not import (`methods.deepemd`
+    imports POT at its top, and the registry treats that as an error); module -> why."""
+    dropped = {}
+    if not registry._loaded:
+        for mod in registry.METHOD_MODULES:
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    importlib.import_module(mod)
+            except ImportError as exc:
+                dropped[mod] = f"skipped: module {mod} does not import ({type(exc).__name__}: {exc})"
+        registry.METHOD_MODULES = tuple(m for m in registry.METHOD_MODULES if m not in dropped)
     registry.names()
+    return dropped
 
 
 def sync(device: torch.device) -> None:
@@ -124,10 +131,6 @@ def fit_line(k1: float, t1: float, k2: float, t2: float) -> tuple[float, float]:
     if slope <= 0:
         return t2 / k2, 0.0
     return slope, max(0.0, t2 - slope * k2)
-
-
-def family(name: str) -> str:
-    return registry.entry(name).family
 
 
 @dataclass
@@ -214,7 +217,7 @@ def collective_row(ctx: Ctx) -> Row:
     cs = profiles.collective_settings(ctx.profile)
     groups: dict[Any, list[str]] = {}
     for m in ctx.table3:
-        if family(m) == "learngene":
+        if registry.facts(m).needs_ancestor:
             e = registry.entry(m)
             groups.setdefault(e.factory.artifact_group(e.family, ctx.settings(m)), []).append(m)
     runs = len(groups) * ctx.n_artifacts
@@ -293,12 +296,10 @@ def collective_row(ctx: Ctx) -> Row:
 
 
 def episode_row(ctx: Ctx, name: str) -> Row:
-    fam = family(name)
     real = ctx.settings(name)
-    opts: dict[str, Any] = {}
-    for k, v in CHEAP_PREPARE.get(fam, {}).items():
-        opts[k] = min(v, getattr(real, k)) if k == "meta_iterations" else v
-    field = EPISODE_EPOCHS.get(fam)
+    opts: dict[str, Any] = {k: min(v, getattr(real, k)) if k == "meta_iterations" else v
+                            for k, v in CHEAP_PREPARE.items() if hasattr(real, k)}
+    field = registry.entry(name).factory.episode_epochs_field
     total_epochs = int(getattr(real, field)) if field else 0
     ep = ctx.episodes
     n_eps = min(ep.tasks, ctx.n(ctx.args.episodes))
@@ -338,6 +339,11 @@ def episode_row(ctx: Ctx, name: str) -> Row:
 # --------------------------------------------------------------------------- (3, 4, 6) meta-training
 
 
+#: Settings fields that say what one meta-iteration is, when the method has them.
+META_DESCRIPTION = ("meta_batch", "n_way", "train_way", "meta_way", "train_shots", "meta_shots", "train_queries",
+                    "meta_queries", "inner_steps_train", "first_order")
+
+
 def recalibration_line(ctx: Ctx, name: str) -> tuple[float, float, int, int]:
     """(seconds per BN-recalibration episode, fixed seconds, r1, r2) of a metric learner's `prepare`
     with no meta-training and r1, r2 recalibration episodes."""
@@ -350,13 +356,13 @@ def recalibration_line(ctx: Ctx, name: str) -> tuple[float, float, int, int]:
 def meta_row(ctx: Ctx, name: str) -> Row:
     """Meta-training: `prepare` at two iteration counts (the metric learners' BN recalibration, a
     count of base episodes of its own, timed apart and added)."""
-    fam = family(name)
     real = ctx.settings(name)
     if real.meta_iterations == 0:
         return Row(f"meta:{name}", f"{name}: meta-training", "-", "meta-iteration", 0.0, 0, 0.0,
                    "no meta-training in this profile (meta_iterations = 0)")
-    extra: dict[str, Any] = {"pretrain_epochs": 1, "pretrain_images_per_class": 1} if fam == "deepemd" else {}
-    metric = fam in ("protonet", "matchingnet")
+    pretrains = hasattr(real, "pretrain_epochs")  # meta-training after a pre-training (DeepEMD): a stand-in one
+    extra: dict[str, Any] = {"pretrain_epochs": 1, "pretrain_images_per_class": 1} if pretrains else {}
+    metric = hasattr(real, "bn_recalibration_episodes")
     if metric:
         extra["bn_recalibration_episodes"] = 0
     k1 = ctx.n(5)
@@ -365,16 +371,9 @@ def meta_row(ctx: Ctx, name: str) -> Row:
     units = real.meta_iterations * ctx.n_artifacts
     seconds = slope * units + fixed * ctx.n_artifacts
     timed = f"{k1} and {k2} meta-iterations (slope)"
-    if fam == "maml":
-        what = (f"meta-batch of {real.meta_batch} {real.n_way}-way {real.train_shots}-shot {real.train_queries}-query "
-                f"tasks, {real.inner_steps_train} inner steps, "
-                f"{'first' if real.first_order or real.proto else 'second'} order")
-    elif fam == "deepemd":
-        what = f"{real.meta_way}-way {real.meta_shots}-shot {real.meta_queries}-query EMD episode"
-    else:
-        what = f"{real.train_way}-way {real.train_shots}-shot {real.train_queries}-query episode"
+    what = "meta-iteration (" + ", ".join(f"{k} {getattr(real, k)}" for k in META_DESCRIPTION if hasattr(real, k)) + ")"
     note = f"one unit = one {what}; + {fixed:.2f} s once (build, "
-    note += "a 1-epoch stand-in pre-training, save)" if fam == "deepemd" else "save)"
+    note += "a 1-epoch stand-in pre-training, save)" if pretrains else "save)"
     if metric:
         r_slope, _, r1, r2 = recalibration_line(ctx, name)
         recal = r_slope * real.bn_recalibration_episodes * ctx.n_artifacts
@@ -419,7 +418,7 @@ def pretrain_rows(ctx: Ctx, names: list[str]) -> list[Row]:
     for rep, head, users in groups.values():
         s = ctx.settings(rep)
         bs = s.pretrain_batch
-        extra = {"meta_iterations": 0} if family(rep) == "deepemd" else {}
+        extra = {"meta_iterations": 0} if hasattr(s, "meta_iterations") else {}
         key = f"pretrain:{head}" if not any(r.key == f"pretrain:{head}" for r in rows) else f"pretrain:{head}:{rep}"
 
         def per_class(steps: int, bs: int = bs) -> int:
@@ -470,7 +469,7 @@ def render(result: dict) -> str:
     rows = [Row(**r) for r in result["rows"]]
     lines = [f"# Cost of the `{result['profile']}` profile's Table 3 on {result['device']}", "",
              f"`{result['command']}` (profile `{result['profile']}`), **extrapolated** from timed units: "
-             f"`python scripts/paper_cost.py {result['argv']}` on {result['device']} (torch {result['torch']}), "
+             f"`python -m bench.cost device {result['argv']}` on {result['device']} (torch {result['torch']}), "
              f"--scale {result['scale']}, on synthetic images of the real data's shape ({result['data']}), not the "
              "real images. One process, cells one after another; process start-up, decoding the dataset, writing "
              "results and the collective model's per-task evaluation are left out.", "",
@@ -505,26 +504,23 @@ def build_profile(args: argparse.Namespace) -> tuple[dict, dict]:
     return prof, env_prof
 
 
-#: Row order: the brief's (1) collective, (2) scratch and learngene episodes, (3) metric learners,
-#: (4) the MAML family, (5) fine-tuning, (6) DeepEMD; a plugin family comes last.
-FAMILY_ORDER = ("scratch", "learngene", "protonet", "matchingnet", "maml", "finetune", "deepemd")
-
-
-def plan_jobs(ctx: Ctx, selected: list[str], fam_of: dict[str, str],
+def plan_jobs(ctx: Ctx, selected: list[str],
               missing: dict[str, str]) -> list[tuple[str, str, Callable[[], list[Row]]]]:
-    """(row key, label, job) for every component of the selected Table 3 methods, in table order."""
+    """(row key, label, job) for every component of the selected Table 3 methods: the collective model
+    first, each pre-training before its first reader, each method's base training before its episodes;
+    what a method has is read from its settings' fields (`meta_iterations`, `bn_recalibration_episodes`,
+    `pretrain_epochs`) and facts (`needs_ancestor`)."""
     jobs: list[tuple[str, str, Callable[[], list[Row]]]] = []
-    order = sorted(selected, key=lambda m: (FAMILY_ORDER.index(fam_of[m]) if fam_of[m] in FAMILY_ORDER
-                                            else len(FAMILY_ORDER), selected.index(m)))
-    pre = [m for m in selected if fam_of[m] in ("finetune", "deepemd") and fam_of[m] not in missing]
-    if any(fam_of[m] == "learngene" for m in selected):
+    settings = {m: ctx.settings(m) for m in selected}
+    pre = [m for m in selected if hasattr(settings[m], "pretrain_epochs") and m not in missing]
+    if any(registry.facts(m).needs_ancestor for m in selected):
         jobs.append(("collective", "collective model: continual training", lambda: [collective_row(ctx)]))
-    for m in order:
-        fam = fam_of[m]
-        if fam in ("finetune", "deepemd") and pre and not any(k == "pretrain" for k, _, _ in jobs):
+    for m in selected:
+        s = settings[m]
+        if m in pre and not any(k == "pretrain" for k, _, _ in jobs):
             jobs.append(("pretrain", "pre-training", lambda: pretrain_rows(ctx, pre)))
-        if fam in META_FAMILIES:
-            if fam in ("protonet", "matchingnet") and ctx.settings(m).meta_iterations == 0:
+        if hasattr(s, "meta_iterations"):
+            if hasattr(s, "bn_recalibration_episodes") and s.meta_iterations == 0:
                 jobs.append((f"prepare:{m}", f"{m}: BN recalibration", lambda m=m: [recalibration_row(ctx, m)]))
             else:
                 jobs.append((f"meta:{m}", f"{m}: meta-training", lambda m=m: [meta_row(ctx, m)]))
@@ -534,26 +530,25 @@ def plan_jobs(ctx: Ctx, selected: list[str], fam_of: dict[str, str],
 
 def measure(args: argparse.Namespace, argv: list[str]) -> dict:
     t_start = time.perf_counter()
-    missing = missing_libraries()
-    load_registry(missing)
+    dropped = load_registry()
     prof, env_prof = build_profile(args)
     device = resolve_device(args.device)
-    known = registry.names()
-    selected = methods_for("table3", known + [m for m in ("maml", "fomaml", "protomaml", "deepemd") if m not in known])
-    rows: list[Row] = []
+    selected = methods_for("table3", registry.names())
+    missing = missing_libraries(selected)
+    rows: list[Row] = [Row(f"module:{mod}", f"{mod}: its methods", note=why, status="skipped")
+                       for mod, why in dropped.items()]
     with tempfile.TemporaryDirectory() as tmp:
         env = Env(RunSpec("synthetic", "", int(prof.get("data", {}).get("image_size", 32)), env_prof, tmp,
                           device=device, threads=args.threads))
         ctx = Ctx(args, prof, env, selected, Path(tmp))
-        fam_of = {m: (family(m) if m in known else ("deepemd" if m == "deepemd" else "maml")) for m in selected}
-        jobs = plan_jobs(ctx, selected, fam_of, missing)
+        jobs = plan_jobs(ctx, selected, missing)
         only = [s for s in (args.only or "").split(",") if s]
         for key, label, job in jobs:
             if only and not any(key.startswith(o) for o in only):
                 continue
-            fam = fam_of.get(key.split(":", 1)[-1])
-            if fam in missing:
-                rows.append(Row(key, label, note=missing[fam], status="skipped"))
+            name = key.split(":", 1)[-1]
+            if name in missing:
+                rows.append(Row(key, label, note=missing[name], status="skipped"))
             else:
                 t0 = time.perf_counter()
                 try:
@@ -561,13 +556,13 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
                 except Exception as exc:  # one broken component must not cost the others' timings
                     traceback.print_exc()
                     rows.append(Row(key, label, note=f"error: {type(exc).__name__}: {exc}", status="error"))
-                print(f"[paper_cost] {key}: {time.perf_counter() - t0:.1f} s "
+                print(f"[bench.cost device] {key}: {time.perf_counter() - t0:.1f} s "
                       f"(elapsed {time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
         dev_name = device_name(env.device)
     classes, train, test = (int(v) for v in args.data_shape.split(","))
     total = sum(r.seconds for r in rows if r.status == "ok" and r.seconds is not None)
     return {"device": dev_name, "device_type": torch.device(device).type, "torch": torch.__version__,
-            "profile": prof.get("name", args.profile), "scale": args.scale, "argv": " ".join(argv),
+            "profile": prof.get("name", args.profile), "scale": args.scale, "argv": recorded_argv(argv),
             "command": f"python -m bench run --profile {args.profile} --experiment table3 --method all",
             "data": f"{classes} classes x ({train} train + {test} test) images at "
                     f"{prof.get('data', {}).get('image_size', 32)} px, split {env.split.source}",
@@ -577,8 +572,19 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict:
             "wall_s": time.perf_counter() - t_start}
 
 
+def recorded_argv(argv: list[str]) -> str:
+    """The arguments as the report records them: paths relative to the repository (an absolute path of
+    the machine that measured means nothing to a reader)."""
+    out = []
+    for a in argv:
+        key, eq, value = a.partition("=")
+        out.append(f"{key}={repo_relative(value)}" if eq and value.startswith("/") else
+                   repo_relative(a) if a.startswith("/") else a)
+    return " ".join(out)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.cost device", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
     ap.add_argument("--profile", default="paper", help="profile name or .toml path (default: paper)")
     ap.add_argument("--scale", type=float, default=1.0,
@@ -602,11 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args, argv)
     text = render(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.out, text)
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=1))
     print(text)
     return 1 if result["errors"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """What each row of a regeneration costs, from the cells a results store holds.
 
-    python scripts/cost_breakdown.py --results-dir DIR --out results/cost.md
+    python -m bench.cost breakdown --results-dir DIR --out results/cost.md
 
 Why: `make run`'s run record gives one wall time for the whole grid, but deciding what to trade
 for a shorter run needs the cost of each (experiment, method). Every cell's result records its wall
@@ -11,18 +11,28 @@ cache's lock), which occupies a worker without computing. The figures are worker
 workers on two cores the wall time of a grid is at least half the computed sum. Cells computed while
 other jobs shared the cores read high.
 Only the current cells count (the newest of cells that differ only in a method's settings).
+The same numbers, per method, are what `--dry-run` rests on: `python -m bench.cost reference
+--results-dir DIR` writes them to bench/cost/reference.json.
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.store import ResultsStore
+from bench.usage import cpu_name
 
-from bench.store import ResultsStore  # noqa: E402
-from bench.usage import cpu_name  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+
+
+def repo_relative(path: str | Path) -> str:
+    """`path` as a reader of the repository can use it: relative to the repository root when inside
+    it, else only its last part (an absolute path of the machine that ran means nothing elsewhere)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(REPO))
+    except ValueError:
+        return f"<outside the repository>/{p.name}" if p.is_absolute() or ".." in p.parts else str(p)
 
 
 def breakdown(results_dir: Path) -> tuple[list[dict], int]:
@@ -45,8 +55,8 @@ def breakdown(results_dir: Path) -> tuple[list[dict], int]:
 
 def to_markdown(rows: list[dict], superseded: int, results_dir: Path, in_all: set[str] | None) -> str:
     lines = ["# Cost of each row (worker-minutes)", "",
-             f"`python scripts/cost_breakdown.py --results-dir {results_dir}` on {cpu_name()}. From the "
-             "current cells' recorded wall times: *episodes* = the episodes' own time; *base training* = the "
+             f"`python -m bench.cost breakdown --results-dir {repo_relative(results_dir)}` on {cpu_name()}. From "
+             "the current cells' recorded wall times: *episodes* = the episodes' own time; *base training* = the "
              "row's largest cell preparation (its cached weights are built once); *loading / waiting* = the "
              "rest of the preparation (loading the weights, or waiting while another worker builds them); "
              "*computed* = episodes + base training. With two workers on two cores a grid's wall time is at "
@@ -67,27 +77,3 @@ def to_markdown(rows: list[dict], superseded: int, results_dir: Path, in_all: se
                   f"(`--method all`): {total['make run']:.1f} (≥ {total['make run'] / 2:.0f} min of wall time "
                   "on two workers)."]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results-dir", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=None, help="write the markdown here (default: print only)")
-    args = ap.parse_args(argv)
-    if not (args.results_dir / "cells").is_dir():
-        print(f"error: {args.results_dir} holds no cells; pass the results directory a `bench run` wrote",
-              file=sys.stderr)
-        return 2
-    import methods
-
-    in_all = set(methods.names_in_all())
-    rows, superseded = breakdown(args.results_dir)
-    text = to_markdown(rows, superseded, args.results_dir, in_all)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
