@@ -25,7 +25,7 @@ from methods.backbones import CollectiveNet
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import meta_train_tasks, recalibrate_bn
 from methods.learngene.collective import architecture_of, model_from_state
-from methods.learngene.stages import checkpoint_entry, collective_artifact, collective_passes
+from methods.learngene.stages import ancestor_run, checkpoint_entry, collective_artifact, collective_passes
 from methods.protonet import nearest_mean_episode
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
@@ -64,6 +64,13 @@ class CollectiveNCM(Method):
     @classmethod
     def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
         return collective_passes(profile)
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:
+        """The collective run it reads, grouped as `Learngene.artifact_group` groups it: the pool then
+        does not hand a probe cell out while that run is being built (its worker would wait on the
+        lock), and the cost model counts the build once."""
+        return family, ancestor_run(settings.ancestor), settings.faithful_softmax, settings.head
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         c = settings.collective
