@@ -13,7 +13,7 @@ import dataclasses
 import importlib.util
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from bench.cell_env import Cell, RunSpec
@@ -66,7 +66,8 @@ def pool_shape(workers: int | None, n_cells: int | None = None, threads: int | N
     return workers, threads or max(1, cores // workers)
 
 
-def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) -> Iterator[tuple[Cell, dict]]:
+def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None,
+                build_s: Mapping[Hashable, float] | None = None) -> Iterator[tuple[Cell, dict]]:
     """A local process pool. Workers are spawned, not forked: the driver has already run torch
     (loading the data), and forking a process with live OpenMP threads can deadlock the child.
     Each worker keeps its Env (data, prepared methods) across cells. Cells sharing an artifact are
@@ -77,7 +78,7 @@ def run_process(spec: RunSpec, cells: list[Cell], workers: int | None = None) ->
         return
     workers, threads = pool_shape(workers, len(cells), spec.threads)
     spec = dataclasses.replace(spec, threads=threads)
-    queue = ArtifactAwareQueue(cells, lambda c: artifact_group(spec, c))
+    queue = ArtifactAwareQueue(cells, lambda c: artifact_group(spec, c), build_s)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads, os.getpid())) as pool:
@@ -105,12 +106,14 @@ def check_executor(executor: str) -> None:
 
 
 def run_cells(executor: str, spec: RunSpec, cells: list[Cell], workers: int | None = None,
-              ray_address: str | None = None) -> Iterator[tuple[Cell, dict]]:
-    """Yield (cell, result) for every cell, as they finish, with the caller's own Cell objects."""
+              ray_address: str | None = None,
+              build_s: Mapping[Hashable, float] | None = None) -> Iterator[tuple[Cell, dict]]:
+    """Yield (cell, result) for every cell, as they finish, with the caller's own Cell objects.
+    `build_s`: predicted seconds of each artifact group's build (the process pool starts the longest first)."""
     if executor == "serial":
         return run_serial(spec, cells)
     if executor == "process":
-        return run_process(spec, cells, workers)
+        return run_process(spec, cells, workers, build_s)
     check_executor(executor)
     if executor == "ray":
         from bench.ray_executor import run_ray

@@ -247,7 +247,8 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         done_now = 0
         try:
-            for cell, result in run_cells(args.executor, spec, list(pending), args.workers, args.ray_address):
+            builds = progress.plan.build_seconds() if progress is not None else None
+            for cell, result in run_cells(args.executor, spec, list(pending), args.workers, args.ray_address, builds):
                 store.write(configs[id(cell)], result)
                 pending.remove(cell)
                 done_now += 1

@@ -6,7 +6,8 @@ cell waits minutes for the first one's collective model while its core sits idle
 used 1.36 of 2 cores). `ArtifactAwareQueue` gives a free worker, in this order of preference:
 
 1. a cell whose artifact group has nothing in flight and has not finished yet: start a new build
-   early, so long builds overlap with other work instead of forming the tail;
+   early, so long builds overlap with other work instead of forming the tail; the longest predicted
+   build first (`build_s`, from `bench.cost`), so a 30-minute build does not start last;
 2. a cell whose group has finished a cell (its artifact exists: no waiting);
 3. any other cell (its group's build is in flight on another worker: it waits on the lock, which
    is no worse than idling).
@@ -16,7 +17,7 @@ Which cells run on which worker never changes a number (every cell is a function
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from bench.cell_env import Cell, RunSpec, cell_options
 from methods import registry
@@ -34,9 +35,11 @@ def artifact_group(spec: RunSpec, cell: Cell) -> Hashable:
 class ArtifactAwareQueue:
     """Pending cells, handed out by `take()` in the order described in the module docstring."""
 
-    def __init__(self, cells: Iterable[Cell], group_of: Callable[[Cell], Hashable]):
+    def __init__(self, cells: Iterable[Cell], group_of: Callable[[Cell], Hashable],
+                 build_s: Mapping[Hashable, float] | None = None):
         self._pending = list(cells)
         self._group = {id(c): group_of(c) for c in self._pending}
+        self._build_s = dict(build_s or {})
         self._ready: set[Hashable] = set()
         self._in_flight: Counter = Counter()
 
@@ -49,9 +52,19 @@ class ArtifactAwareQueue:
                 return self._pending.pop(i)
         return None
 
+    def _longest_new_build(self) -> Cell | None:
+        """The first pending cell of the unstarted group with the longest predicted build."""
+        best = None
+        for i, c in enumerate(self._pending):
+            g = self._group[id(c)]
+            if g not in self._ready and not self._in_flight[g] and (
+                    best is None or self._build_s.get(g, 0.0) > self._build_s.get(self._group[id(self._pending[best])], 0.0)):
+                best = i
+        return None if best is None else self._pending.pop(best)
+
     def take(self) -> Cell | None:
         """The next cell for a free worker (None when nothing is pending)."""
-        cell = (self._first(lambda g: g not in self._ready and not self._in_flight[g])
+        cell = (self._longest_new_build()
                 or self._first(lambda g: g in self._ready)
                 or (self._pending.pop(0) if self._pending else None))
         if cell is not None:

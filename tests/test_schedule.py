@@ -42,3 +42,13 @@ def test_learngene_variants_share_the_collective_group_and_uniform_ones_do_not()
     assert group["learngene-front"] == group["learngene-top-uniform"] != group["learngene"]
     assert group["learngene-official"] != group["learngene"]  # the double-softmax collective run
     assert len({group["learngene"], group["protonet"], group["scratch"]}) == 3
+
+
+def test_the_longest_predicted_build_starts_first():
+    """A free worker starts the unstarted group with the longest predicted build, so a long build
+    (the uniform collective network) overlaps with other work instead of starting last."""
+    cells = _cells("a1 b1 c1 a2")
+    q = ArtifactAwareQueue(cells, lambda c: c.method[0], build_s={"a": 60.0, "b": 900.0, "c": 300.0})
+    assert [q.take().method for _ in range(3)] == ["b1", "c1", "a1"]
+    plain = ArtifactAwareQueue(_cells("a1 b1 c1 a2"), lambda c: c.method[0])
+    assert [plain.take().method for _ in range(3)] == ["a1", "b1", "c1"]  # no predictions: grid order

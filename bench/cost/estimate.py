@@ -80,6 +80,10 @@ class CostPlan:
         self.costs: dict[int, CellCost] = cell_costs(cells, spec.profile, self.rec, self.group_of,
                                                      _method_groups(spec), self.scale, _mac_fallback(spec))
 
+    def build_seconds(self) -> dict[Hashable, float]:
+        """Predicted seconds of each artifact group's build: the pool starts the longest first."""
+        return {cc.build_key: cc.build_s for cc in self.costs.values()}
+
     def basis(self) -> str:
         n = Counter(self.costs[id(c)].basis for c in self.cells)
         mac = sorted({c.method for c in self.cells if self.costs[id(c)].basis == "MAC model"})

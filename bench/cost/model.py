@@ -178,7 +178,7 @@ def simulate(cells: list[Cell], costs: dict[int, CellCost], workers: int,
     artifact-aware queue; a worker takes a cell the moment it is free). `built`: builds already done."""
     from bench.schedule import ArtifactAwareQueue
 
-    queue = ArtifactAwareQueue(cells, group_of)
+    queue = ArtifactAwareQueue(cells, group_of, {cc.build_key: cc.build_s for cc in costs.values()})
     done_at: dict[Hashable, float] = {k: 0.0 for k in built}  # build key -> when its artifact exists
     running: list[tuple[float, int, Cell]] = []  # (finish, sequence, cell)
     builds: list[tuple[Hashable, str, float, float]] = []
