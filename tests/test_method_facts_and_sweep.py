@@ -82,10 +82,23 @@ def test_a_plugin_declaring_table3_is_gridded_there_only(capsys, tmp_path, own_r
     assert ("table2", "scratch") in rows and ("table3", "scratch") in rows
 
 
+def test_an_experiment_module_in_the_folder_is_found_by_its_functions(tmp_path):
+    """A module defining cells, run and report is an experiment, listed after the paper's; a helper
+    module is not; so a sweep needs no edit of a list."""
+    import shutil
+
+    from bench.experiments import BUILT_IN, discover
+
+    shutil.copy(HERE / "sweep_experiment.py", tmp_path / "sweep.py")
+    (tmp_path / "helpers.py").write_text("def cells():\n    pass\n")
+    assert discover(tmp_path) == (*BUILT_IN, "sweep")
+    assert discover() == BUILT_IN  # the package itself: selection.py is a helper
+
+
 @pytest.fixture
 def sweep_installed(monkeypatch):
     """tests/sweep_experiment.py as `bench.experiments.sweep`, listed beside the built-in experiments:
-    what adding `sweep` to bench.experiments.EXPERIMENT_NAMES and the file to bench/experiments/ does."""
+    what putting the file in bench/experiments/ does (`bench.experiments.discover`)."""
     spec = importlib.util.spec_from_file_location("bench.experiments.sweep", HERE / "sweep_experiment.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench.experiments.sweep", module)  # before running it: dataclasses look it up

@@ -62,8 +62,7 @@ class Learngene(StackedEpisodes, Method):
                       "report_order": 110},
         "learngene-ewc0": {"roles": {"opponent"}, "report_order": 100},
         "learngene-ewc5000": {"report_order": 120},
-        # the released code's behaviour is a check on the code, not one of the paper's rows: `make checks`
-        "learngene-official": {"in_all": False},
+        "learngene-official": {"in_all": False},  # the released code's behaviour: a check, `make checks`
         "learngene-ewc1000": {"experiments": set()},  # the quick profile's λ: `learngene` itself
         "learngene-openworld": {"experiments": {"table2"}, "runs_with": {"learngene"}, "paper_name": "learngene"},
         # Figure 6b's positions, in the legend's order (report_order); the last, top, is the paper's choice
