@@ -44,7 +44,7 @@ class CellCost:
     episodes_s: float
     build_key: Hashable
     build_s: float
-    basis: str  # "store", "reference", "method mean", "MAC model"
+    basis: str  # "recorded", "recorded (other shots)", "recorded (other experiment)" or "MAC model"
 
 
 @dataclass
