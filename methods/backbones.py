@@ -41,37 +41,70 @@ def _flat_dim(module: nn.Module, image_size: int) -> int:
 
 
 class IndividualNet(nn.Module):
-    """The individual model / scratch model: `front` (new) -> `gene` (inheritable) -> pool -> classifier."""
+    """The individual model / scratch model: `front` (new) -> `gene` (inheritable) -> pool -> classifier.
+
+    The template is 7 conv blocks (`INDIVIDUAL_FRONT` + `INDIVIDUAL_GENE`); `gene_widths` of length k
+    makes the top k the inheritable `gene` and the first 7 - k the fresh `front` (default k = 3; k = 0
+    is scratch's network, k = 7 leaves no front and the gene reads RGB). `pool_after` lists the template
+    positions (0..5, repeats allowed) followed by a 2x2 max pool; default: positions 0..2 (0..3 from
+    64 px on). A pool after a gene block sits inside `gene` (use `gene_blocks()` for its conv blocks).
+    Conv blocks are created in template order, then the classifier, so for a given seed the weights of
+    every earlier configuration are unchanged (tests/test_study_invariants.py).
+    `frozen_gene` (set by `methods.learngene.inherit.freeze`) keeps the gene's BatchNorm in eval mode.
+    """
 
     def __init__(self, n_classes: int, image_size: int = 32, width: float = 1.0, fc_width: int | None = None,
-                 gene_widths: tuple[int, ...] | None = None, gene_in: int | None = None):
+                 gene_widths: tuple[int, ...] | None = None, gene_in: int | None = None,
+                 pool_after: tuple[int, ...] | None = None):
         super().__init__()
         if image_size < 16:
             raise ValueError(f"image size {image_size} is too small for the individual network (needs >= 16)")
-        front_w = [scaled(c, width) for c in INDIVIDUAL_FRONT]
-        if gene_in is not None:
+        template = [scaled(c, width) for c in INDIVIDUAL_FRONT + INDIVIDUAL_GENE]
+        gene_w = list(gene_widths) if gene_widths is not None else template[len(INDIVIDUAL_FRONT):]
+        n_front = len(template) - len(gene_w)
+        if n_front < 0:
+            raise ValueError(f"{len(gene_w)} inherited blocks do not fit the {len(template)}-block individual network")
+        front_w = template[:n_front]
+        if gene_in is not None and front_w:
             front_w[-1] = gene_in
-        gene_w = list(gene_widths) if gene_widths is not None else [scaled(c, width) for c in INDIVIDUAL_GENE]
-        layers: list[nn.Module] = []
-        c_in = 3
-        n_pools = 4 if image_size >= 64 else 3
-        for i, c in enumerate(front_w):
-            layers.append(conv_block(c_in, c))
-            if i < n_pools:
-                layers.append(nn.MaxPool2d(2))
+        elif gene_in not in (None, 3):
+            raise ValueError(f"no fresh front block is left to produce the {gene_in} channels the first inherited "
+                             "block reads; only a network of the individual's shape can be inherited whole")
+        pools = tuple(pool_after) if pool_after is not None else tuple(range(4 if image_size >= 64 else 3))
+        if any(not 0 <= p < len(template) - 1 for p in pools):
+            raise ValueError(f"pool positions {pools} must lie between the template's blocks (0..{len(template) - 2})")
+        front: list[nn.Module] = []
+        gene: list[nn.Module] = []
+        c_in, px, self.resolutions = 3, image_size, []
+        for pos, c in enumerate(front_w + gene_w):
+            part = front if pos < n_front else gene
+            part.append(conv_block(c_in, c))
+            self.resolutions.append(px)
+            part.extend(nn.MaxPool2d(2) for _ in range(pools.count(pos)))
+            px //= 2 ** pools.count(pos)
             c_in = c
-        self.front = nn.Sequential(*layers)
-        gene = []
-        for c in gene_w:
-            gene.append(conv_block(c_in, c))
-            c_in = c
+        if px < 2:
+            raise ValueError(f"pools {pools} leave {px} px before the last pool at {image_size} px")
+        self.front = nn.Sequential(*front)
         self.gene = nn.Sequential(*gene)
         self.pool = nn.MaxPool2d(2)
         self.image_size = image_size
+        self.frozen_gene = False
         self.out_dim = _flat_dim(nn.Sequential(self.front, self.gene, self.pool), image_size)
         fc = fc_width or scaled(FC_WIDTH, width)
         self.classifier = nn.Sequential(nn.Linear(self.out_dim, fc), nn.ReLU(inplace=True),
                                         nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Linear(fc, n_classes))
+
+    def gene_blocks(self) -> list[nn.Sequential]:
+        """The gene's conv blocks (Sequential(conv, BN, ReLU)), in order, without its pools."""
+        return [m for m in self.gene if isinstance(m, nn.Sequential)]
+
+    def train(self, mode: bool = True) -> IndividualNet:
+        """As `nn.Module.train`, except that a frozen gene stays in eval mode (its BN statistics fixed)."""
+        super().train(mode)
+        if self.frozen_gene:
+            self.gene.eval()
+        return self
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Dense features after the inheritable blocks (before the last pool): [B, C, h, w]."""

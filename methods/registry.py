@@ -30,6 +30,7 @@ METHOD_MODULES = (
     "methods.learngene.method",
     "methods.learngene.probe",
     "methods.learngene.recipe_checks",
+    "methods.learngene.study",
     "methods.maml",
     "methods.protonet",
     "methods.matchingnet",

@@ -49,6 +49,14 @@ def _ge0(default: Any) -> Any:
     return field(default=default, metadata={"ge": 0})
 
 
+def _added(default: Any = dataclasses.MISSING, *, stored_when: Any = None, **kw: Any) -> Any:
+    """A field added after results were stored: `to_json` leaves it out while it is at its default (or
+    while `stored_when(settings)` is false), so the settings JSON of every earlier variant, and with it
+    every stored cell's key, stays byte-identical (tests/test_study_invariants.py keeps the proof)."""
+    when = stored_when if stored_when is not None else (lambda s, name: getattr(s, name) != default)
+    return field(default=default, **kw, metadata={"stored_when": when})
+
+
 # --------------------------------------------------------------------------- compute
 
 
@@ -212,8 +220,9 @@ class LearngeneSettings(IndividualSettings):
     """Labels of the Fisher estimate: true labels (official), sampled, or exact expectation."""
     inherit_position: Literal["top", "middle", "front"] | int = "top"
     """Where the learngene's blocks are taken from in the collective network."""
-    inherit_blocks: int = _gt0(3)
-    """How many conv blocks are inherited."""
+    inherit_blocks: int = _ge0(3)
+    """How many conv blocks are inherited: the top k of the individual's 7, so 7 - k stay fresh (0 = scratch's
+    network exactly; 7 only from an ancestor of the individual's shape, `pretrained-individual`)."""
     reuse_across_tasks: bool = False
     """True = the official leak: each target task starts from the previous one's weights."""
     checkpoint: int | None = None
@@ -228,6 +237,18 @@ class LearngeneSettings(IndividualSettings):
     """Override of collective.head for this variant (None = the collective's)."""
     collective: CollectiveSettings = CollectiveSettings()
     """The collective model the learngene comes from."""
+    # Added for issue 22's study; stored (and so in a cell's key) only when they matter (`_added`).
+    frozen_gene: bool = _added(False)
+    """True = the inherited blocks stay fixed (weights, and BN statistics in eval mode) instead of training
+    with the EWC retain loss."""
+    match_resolution: bool = _added(False)
+    """True = the individual network pools where the ancestor did, so each inherited block runs at the
+    feature-map size it was trained at (the template runs the collective's top blocks at 4x4, not 2x2)."""
+    pretrain: PretrainSettings = _added(
+        default_factory=lambda: PretrainSettings(),
+        stored_when=lambda s, name: s.ancestor == "pretrained-individual")
+    """The fine-tuning baseline's pre-training (`[individual]` + `[methods.finetune]` pretrain_* keys),
+    which the `pretrained-individual` ancestor reads (one shared artifact with `finetune`)."""
 
 
 @dataclass(frozen=True)
@@ -529,15 +550,22 @@ def replace(settings: Any, section: str, **changes: Any) -> Any:
 
 
 def to_json(settings: Any) -> dict[str, Any]:
-    """The settings as plain JSON data (tuples as lists), for cache keys and stored results."""
+    """The settings as plain JSON data (tuples as lists), for cache keys and stored results; a field
+    added later (`_added`) is left out while it is at its default."""
+    def fields_of(obj: Any) -> dict[str, Any]:  # dataclasses.asdict, less the fields `_added` leaves out
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if "stored_when" not in f.metadata or f.metadata["stored_when"](obj, f.name)}
+
     def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return fields_of(v)
         if isinstance(v, tuple | list):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
     # a plugin registered without a settings dataclass receives (and stores) a plain dict
-    return plain(dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings))
+    return plain(settings if dataclasses.is_dataclass(settings) else dict(settings))
 
 
 def family_layers(cls: type, profile: Mapping[str, Any], family: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -572,6 +600,8 @@ def for_family(cls: type, family: str, profile: Mapping[str, Any], *, given: Map
     given = {k: v for k, v in (given or {}).items() if k in names}
     if "collective" in names and "collective" not in given:
         given["collective"] = build(CollectiveSettings, [("collective", profile.get("collective", {}))])
+    if "pretrain" in names and "pretrain" not in given:  # fine-tuning's pre-training, layered as DeepEMD reads it
+        given["pretrain"] = build(PretrainSettings, family_layers(PretrainSettings, profile, "finetune"), strict=False)
     layers = [*family_layers(cls, profile, family), *([own] if own else []), ("given", given), ("variant", variant or {}),
               ("options", {k: v for k, v in (options or {}).items() if v is not None})]
     return build(cls, layers)

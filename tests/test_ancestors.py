@@ -77,8 +77,8 @@ def test_ancestor_field_and_nested_overrides_are_checked_at_registration():
                           **{"collective.epochs": 0})
     assert "learngene-bad" not in registry.names()
     msg = str(pytest.raises(SettingsError, registry.register, "learngene-bad", "x", family="learngene",
-                            settings=LearngeneSettings, ancestor="joint").value)
-    assert "\n" not in msg and "known: continual, continual-uniform, open-world" in msg
+                            settings=LearngeneSettings, ancestor="xyz").value)
+    assert "\n" not in msg and "known: continual, continual-uniform, open-world, joint, pretrained-individual, random" in msg
 
 
 def test_nested_cell_option_changes_one_field_of_the_collective_settings():

@@ -205,8 +205,12 @@ def test_collective_probes_read_the_checkpoint_or_a_random_trunk(setup):
     rand.prepare(src, method_settings(prof, "collective-ncm-random"), cache)
     art = collective_artifact(src, method_settings(prof, "learngene").collective, cache, "cpu")
     ref = model_from_state(art["checkpoints"]["2"])
-    for k, v in ref.state_dict().items():
-        assert torch.equal(trained.trunk.net.state_dict()[k], v), k
+    blocks = {k: v for k, v in ref.state_dict().items() if k.startswith("blocks.")}
+    assert trained.trunk.state_dict().keys() == blocks.keys()  # the conv trunk (the ancestor's blocks) only
+    for k, v in blocks.items():
+        assert torch.equal(trained.trunk.state_dict()[k], v), k
+    x = eps[0].query_x  # the ancestor trunk embeds exactly as the checkpoint's own CollectiveNet.features
+    assert torch.equal(predict(trained.trunk, x, trained.device), predict(ref, x, "cpu", forward=ref.features))
     conv = [k for k, v in ref.state_dict().items() if v.dim() == 4]
     assert [rand.trunk.net.state_dict()[k].shape for k in conv] == [ref.state_dict()[k].shape for k in conv]
     assert not any(torch.equal(rand.trunk.net.state_dict()[k], ref.state_dict()[k]) for k in conv)

@@ -103,11 +103,11 @@ class Learngene(StackedEpisodes, Method):
         return self.individual_model(episode.n_way)
 
     def episode_state(self, model: torch.nn.Module, episode: EpisodeData) -> dict | None:
-        """The Fisher diagonal of the inherited parameters on the support set (None without EWC)."""
-        s = self.s
-        return fisher_diagonal(model, episode.support_x, episode.support_y, gene_param_names(model),
-                               n_samples=s.fisher_samples, estimator=s.fisher_estimator,
-                               generator=rng(episode.seed, "fisher", episode.index)) if s.ewc_lambda > 0 else None
+        """The Fisher diagonal of the inherited, trained parameters (None: no EWC, k = 0 or a frozen gene)."""
+        s, names = self.s, gene_param_names(model)
+        return fisher_diagonal(model, episode.support_x, episode.support_y, names, n_samples=s.fisher_samples,
+                               estimator=s.fisher_estimator, generator=rng(episode.seed, "fisher", episode.index)) \
+            if s.ewc_lambda > 0 and names else None
 
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:
         s = self.s
@@ -118,8 +118,7 @@ class Learngene(StackedEpisodes, Method):
         curve = train_supervised(model, episode.support_x, episode.support_y, Recipe.of(s), generator=g,
                                  device=self.device, eval_x=episode.query_x, eval_y=episode.query_y,
                                  extra_loss=penalty, curve=episode.record_curve, params=self.optimizer_params(model))
-        if s.reuse_across_tasks:
-            self._carry = model
+        self._carry = model if s.reuse_across_tasks else None
         final = float(penalty(model).detach()) if penalty is not None else None
         return self._result(episode, curve, time.perf_counter() - t0, model, final)
 
@@ -134,14 +133,15 @@ class Learngene(StackedEpisodes, Method):
 
     def individual_model(self, n_way: int) -> torch.nn.Module:
         """A fresh individual model around the learngene (torch's seed set by the caller)."""
-        return build_individual(self.gene, n_way, self.image_size, self.s.width)
+        return build_individual(self.gene, n_way, self.image_size, self.s.width, frozen=self.s.frozen_gene,
+                                match_resolution=self.s.match_resolution)
 
     def optimizer_params(self, model: torch.nn.Module) -> list | None:
         """What SGD optimises (None = every parameter at the recipe's lr); recipe checks override it."""
         return None
 
-    def uses_stacking(self) -> bool:
-        return super().uses_stacking() and not self.s.reuse_across_tasks
+    def uses_stacking(self) -> bool:  # a stack trains every block (no frozen gene) and anchors an EWC penalty
+        return super().uses_stacking() and not (self.s.reuse_across_tasks or self.s.frozen_gene or not self.gene["blocks"])
 
     def _run_stack(self, episodes: list[EpisodeData]) -> list[EpisodeResult]:
         s = self.s

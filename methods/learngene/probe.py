@@ -12,6 +12,10 @@ features come *out of* the inherited top blocks), and classify each query by the
   the two is what continual training put into the features.
 
 They are rows of Figure 3's analysis, not of Table 3: they are probes, not few-shot learners.
+
+The trained trunk is whatever ancestor the settings name (`LearngeneSettings.ancestor`, built by
+`stages.ANCESTORS`), its blocks and pools as the ancestor ran them (`AncestorTrunk`), so issue 22's
+controls are probed by the same code (`methods/learngene/study.py` registers one probe per ancestor).
 """
 from __future__ import annotations
 
@@ -21,11 +25,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.backbones import CollectiveNet
+from methods.backbones import CollectiveNet, conv_block
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.episodic import meta_train_tasks, recalibrate_bn
-from methods.learngene.collective import architecture_of, model_from_state
-from methods.learngene.stages import ancestor_run, checkpoint_entry, collective_artifact, collective_passes
+from methods.learngene.collective import architecture_of
+from methods.learngene.stages import (
+    ANCESTORS,
+    AncestorState,
+    ancestor_run,
+    checkpoint_entry,
+    collective_artifact,
+    collective_passes,
+)
 from methods.protonet import nearest_mean_episode
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
@@ -33,6 +44,30 @@ from methods.training import derived_seed, seeded
 
 #: Base-class episodes (5-way, 10 shots + 15 queries each) that set the random trunk's BN statistics.
 BN_EPISODES = 20
+
+
+class AncestorTrunk(nn.Module):
+    """An ancestor's conv blocks with its pools, flattened after the last: the features that come out of
+    the blocks a learngene inherits (for a collective network, exactly `CollectiveNet.features`)."""
+
+    def __init__(self, ancestor: AncestorState):
+        super().__init__()
+        if ancestor.pool_after is None:
+            raise ValueError(f"the ancestor ({ancestor.provenance}) does not record where it pools; it cannot be probed")
+        self.blocks = nn.ModuleList()
+        for i, w in enumerate(ancestor.widths):
+            block = {k[len(f"blocks.{i}."):]: v for k, v in ancestor.state.items() if k.startswith(f"blocks.{i}.")}
+            self.blocks.append(conv_block(int(block["0.weight"].shape[1]), int(w)))
+            self.blocks[-1].load_state_dict(block)
+        self.pool_after = tuple(ancestor.pool_after)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            for _ in range(self.pool_after.count(i)):
+                x = self.pool(x)
+        return x.flatten(1)
 
 
 class Trunk(nn.Module):
@@ -74,14 +109,14 @@ class CollectiveNCM(Method):
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         c = settings.collective
-        entry = checkpoint_entry(collective_artifact(source, c, cache, self.device), c, c.learngene_task)
         if self.random_init:
+            entry = checkpoint_entry(collective_artifact(source, c, cache, self.device), c, c.learngene_task)
             with seeded(derived_seed(source.seed, "collective-ncm-random")):
                 self.trunk = Trunk(architecture_of(entry)).to(self.device)
             recalibrate_bn(self.trunk, meta_train_tasks(source, 5, 10, 15, BN_EPISODES,
                                                         derived_seed(source.seed, "collective-ncm-bn"), self.device))
-        else:
-            self.trunk = Trunk(model_from_state(entry)).to(self.device)
+        else:  # the settings' ancestor exactly as learngene inherits it (BN running statistics included)
+            self.trunk = AncestorTrunk(ANCESTORS[settings.ancestor](source, settings, cache, self.device)).to(self.device)
         self.trunk.eval()
 
     def run_episode(self, episode: EpisodeData) -> EpisodeResult:

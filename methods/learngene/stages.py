@@ -10,7 +10,8 @@ the trained network, plus the data and the variant's choices (double softmax, he
 width when the ancestor is "continual-uniform").
 
 A new ancestor is one builder function and one entry in `ANCESTORS` (tests/test_ancestors.py adds a
-random-weight one); `LearngeneSettings.ancestor` accepts the table's keys.
+random-weight one); `LearngeneSettings.ancestor` accepts the table's keys. Issue 22's controls
+(`joint`, `pretrained-individual`, `random`) are built in `controls.py`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import torch
 
 from methods.base import SourceData
 from methods.learngene.collective import train_collective
+from methods.learngene.controls import joint_artifact, random_artifact, trunk_entry
 from methods.learngene.openworld import open_world_stage
+from methods.pretrain import pretrained_backbone
 from methods.settings import CollectiveSettings, LearngeneSettings, to_json
 from tasks.continual import ContinualTask, continual_tasks
 
@@ -139,11 +142,16 @@ class AncestorState:
     "after open-world stage")."""
     image_size: int | None = None
     """Image size the network was trained at (None = not known)."""
+    pool_after: tuple[int, ...] | None = None
+    """Blocks followed by a 2x2 max pool (repeats = several), the last one's included (None = not known):
+    where each block ran, for `inherit.gene_resolutions` and `LearngeneSettings.match_resolution`."""
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any], provenance: str) -> AncestorState:
         """From a stored collective state (`collective.ContinualLearner.state()`)."""
-        return cls(entry["state"], tuple(int(w) for w in entry["widths"]), provenance, entry.get("image_size"))
+        pools = entry.get("pool_after")
+        return cls(entry["state"], tuple(int(w) for w in entry["widths"]), provenance, entry.get("image_size"),
+                   None if pools is None else tuple(int(p) for p in pools))
 
 
 AncestorBuilder = Callable[[SourceData, LearngeneSettings, Any, torch.device | str], AncestorState]
@@ -178,12 +186,44 @@ def open_world(source: SourceData, s: LearngeneSettings, cache: Any, device: tor
     return AncestorState.of_entry(art["final"], "after open-world stage")
 
 
+def continual_passes(source: SourceData, c: CollectiveSettings) -> int:
+    """Image passes of the continual training: epochs x the train images of every task."""
+    return c.epochs * sum(len(task.train_idx) for task in _tasks(source, c))
+
+
+def joint(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
+    """The continual run's final architecture trained jointly on every base class (one head, the same
+    image passes and `[collective]` optimiser): is it continual learning or the network?"""
+    art = joint_artifact(source, s.collective, cache, device, continual_passes(source, s.collective))
+    return AncestorState.of_entry(art["final"], f"joint training ({art['log']['epochs']:.2f} epochs)")
+
+
+def pretrained_individual(source: SourceData, s: LearngeneSettings, cache: Any,
+                          device: torch.device | str) -> AncestorState:
+    """The fine-tuning baseline's pre-trained individual network (the `finetune` method's linear-head
+    artifact, shared, not retrained), its 7 conv blocks as `blocks.0..6`."""
+    if s.pretrain.backbone != "individual":
+        raise ValueError(f"the pretrained-individual ancestor needs the individual backbone, not {s.pretrain.backbone}")
+    encoder, _ = pretrained_backbone(source, s.pretrain, cache, torch.device(device), cosine=False)
+    entry = trunk_entry([*encoder.front, *encoder.gene, encoder.pool], source.data.image_size)
+    return AncestorState.of_entry(entry, "fine-tuning baseline's pre-training")
+
+
+def random(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
+    """The continual run's final architecture, randomly initialised and untrained (fresh BN statistics):
+    what inheriting is worth without any training, at the same weight scale."""
+    return AncestorState.of_entry(random_artifact(source, s.collective, cache)["final"], "random initialisation")
+
+
 #: Ancestor name (`LearngeneSettings.ancestor`) -> builder; each builder caches what it trains in
 #: `cache` keyed by its settings, so building twice with equal settings trains once.
 ANCESTORS: dict[str, AncestorBuilder] = {
     "continual": continual,
     "continual-uniform": continual_uniform,
     "open-world": open_world,
+    "joint": joint,
+    "pretrained-individual": pretrained_individual,
+    "random": random,
 }
 
 #: Ancestors built from another's collective run (cells are scheduled by the run they wait for).

@@ -1,0 +1,82 @@
+"""Issue 22's study variants: why learngene loses here. Learngene inherited from other ancestors (the
+same network trained jointly, the fine-tuning baseline's pre-trained network, a random one), full
+fine-tuning of that pre-trained network, and a probe of each ancestor's own features.
+
+The inheritance matrix (k = 0..7 inherited blocks, position, frozen or EWC-trained, matched
+resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
+`match_resolution` on these variants (or on `learngene`): no registration per cell. Every variant
+here is a study row, never part of `--method all` (`in_all = False`) and of no experiment of the
+paper's (`experiments` empty), so the default run does not grow.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from methods.base import EpisodeData, EpisodeResult
+from methods.learngene.inherit import gene_resolutions
+from methods.learngene.method import _S, Learngene
+from methods.learngene.probe import CollectiveNCM
+from methods.learngene.stages import ancestor_run
+from methods.registry import register
+from methods.settings import LearngeneSettings
+
+#: The ancestors whose artifact another method family builds (cells wait on that family's build).
+BUILT_BY = {"pretrained-individual": "finetune"}
+
+
+def _group(family: str, s: LearngeneSettings) -> Hashable:
+    """The artifact a variant waits for: the fine-tuning pre-training, or its ancestor's run."""
+    return BUILT_BY.get(s.ancestor) or (family, ancestor_run(s.ancestor), s.faithful_softmax, s.head)
+
+
+@register("learngene-joint", "Study: learngene from the collective network trained jointly on all base classes",
+          **_S, ancestor="joint")
+@register("learngene-pretrained", "Study: learngene from the top blocks of the fine-tuning baseline's pre-trained "
+          "network", **_S, ancestor="pretrained-individual")
+@register("learngene-random", "Study: learngene from a randomly initialised collective network", **_S,
+          ancestor="random")
+@register("finetune-full", "Study: all 7 blocks of the fine-tuning baseline's pre-trained network trained on the "
+          "support set (fresh head, no EWC)", **_S, ancestor="pretrained-individual", inherit_blocks=7,
+          inherit_position="front", ewc_lambda=0.0)
+class LearngeneStudy(Learngene):
+    """Learngene as a study row: its result also records where each inherited block ran."""
+
+    in_all = False
+    experiments = frozenset()
+    roles = frozenset()
+    report_order = None
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: LearngeneSettings) -> Hashable:
+        return _group(family, settings)
+
+    def _result(self, episode: EpisodeData, curve: list[float], wall_s: float, model: torch.nn.Module,
+                penalty_final: float | None) -> EpisodeResult:
+        res = super()._result(episode, curve, wall_s, model, penalty_final)
+        res.extra.update({f"gene_{k}": v for k, v in gene_resolutions(self.gene, model).items()},
+                         frozen_gene=self.s.frozen_gene,
+                         fresh_front_blocks=sum(isinstance(m, torch.nn.Sequential) for m in model.front))
+        return res
+
+
+@register("ancestor-ncm-joint", "Probe: nearest class mean through the jointly trained collective network",
+          family="learngene", settings=LearngeneSettings, ancestor="joint")
+@register("ancestor-ncm-pretrained", "Probe: nearest class mean through the fine-tuning baseline's pre-trained "
+          "network", family="learngene", settings=LearngeneSettings, ancestor="pretrained-individual")
+@register("ancestor-ncm-random", "Probe: nearest class mean through the untrained random collective network "
+          "(fresh BN statistics, as inherited)", family="learngene", settings=LearngeneSettings, ancestor="random")
+class AncestorNCM(CollectiveNCM):
+    """The ancestor's own feature quality (`collective-ncm` for another ancestor): a study row."""
+
+    in_all = False
+    experiments = frozenset()
+    runs_with = frozenset()
+    compared_with = ""
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: LearngeneSettings) -> Hashable:
+        return _group(family, settings)
