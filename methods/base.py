@@ -75,7 +75,7 @@ class EpisodeResult:
 
 
 #: Roles a method may play in the report (`MethodFacts.roles`).
-ROLES = frozenset({"headline", "opponent", "control", "floor", "recipe-check"})
+ROLES = frozenset({"headline", "opponent", "control", "floor", "recipe-check", "study"})
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class MethodFacts:
     roles: frozenset[str] = frozenset()
     """Parts in the report (`ROLES`): `headline` (the method the summary compares the others with; its
     name labels the collective run's rows), `opponent` (a headline comparison), `control` (same network,
-    nothing inherited), `floor` (random features: every method should beat it), `recipe-check`."""
+    nothing inherited), `floor` (random features: every method should beat it), `recipe-check`, `study`
+    (a row of issue 22's study: neither a paper row nor a check, so neither `--method all` nor `checks`)."""
     report_order: int | None = None
     """Row position in the tables and in figure legends (smaller first); None: after the ordered ones,
     by name."""

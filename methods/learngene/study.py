@@ -5,8 +5,8 @@ fine-tuning of that pre-trained network, and a probe of each ancestor's own feat
 The inheritance matrix (k = 0..7 inherited blocks, position, frozen or EWC-trained, matched
 resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
 `match_resolution` on these variants (or on `learngene`): no registration per cell. Every variant
-here is a study row, never part of `--method all` (`in_all = False`) and of no experiment of the
-paper's (`experiments` empty), so the default run does not grow.
+here is a study row (role `study`), never part of `--method all` (`in_all = False`) or of
+`--method checks`, and of no experiment of the paper's (`experiments` empty), so neither run grows.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class LearngeneStudy(Learngene):
 
     in_all = False
     experiments = frozenset()
-    roles = frozenset()
+    roles = frozenset({"study"})
     report_order = None
     variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
@@ -74,6 +74,7 @@ class AncestorNCM(CollectiveNCM):
 
     in_all = False
     experiments = frozenset()
+    roles = frozenset({"study"})
     runs_with = frozenset()
     compared_with = ""
 
