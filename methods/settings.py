@@ -16,6 +16,11 @@ passes (e.g. MAML's `n_way`), the registered variant's overrides, then a cell's 
 nest (learngene's `collective`); an override or option may name a nested field by a dotted name
 (`{"collective.width": 0.5}`), checked like any other key, and changes only that field.
 
+A field added after results were stored is declared with `_added(...)`: `to_json` (what a cell's key
+and a cached artifact's key are made of) leaves it out while it is at its default, so adding a knob
+never changes, and never re-runs, a stored cell (tests/test_study_invariants.py holds the proof for
+learngene's variants).
+
 Why one module over 300 lines: it is declarations (two lines per field: the field and its docstring)
 plus ~100 lines of checking; one place to read every knob of the suite is the point.
 """

@@ -27,7 +27,7 @@ from methods.settings import replace, to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-STUDY = {"learngene-joint", "learngene-pretrained", "learngene-random", "finetune-full", "ancestor-ncm-joint",
+STUDY = {"learngene-continual", "learngene-joint", "learngene-pretrained", "learngene-random", "finetune-full", "ancestor-ncm-joint",
          "ancestor-ncm-pretrained", "ancestor-ncm-random"}
 OPTIONS = {"": None, "checkpoint": {"checkpoint": 2}, "uniform": {"collective.uniform_width": 64}}
 

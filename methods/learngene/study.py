@@ -2,7 +2,8 @@
 same network trained jointly, the fine-tuning baseline's pre-trained network, a random one), full
 fine-tuning of that pre-trained network, and a probe of each ancestor's own features.
 
-The inheritance matrix (k = 0..7 inherited blocks, position, frozen or EWC-trained, matched
+`learngene-continual` is `learngene` itself (the same settings) as a study row, so its matrix cells
+record the resolutions too and stay apart from Table 3's. The inheritance matrix (k = 0..7 inherited blocks, position, frozen or EWC-trained, matched
 resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
 `match_resolution` on these variants (or on `learngene`): no registration per cell. Every variant
 here is a study row (role `study`), never part of `--method all` (`in_all = False`) or of
@@ -32,6 +33,8 @@ def _group(family: str, s: LearngeneSettings) -> Hashable:
     return BUILT_BY.get(s.ancestor) or (family, ancestor_run(s.ancestor), s.faithful_softmax, s.head)
 
 
+@register("learngene-continual", "Study: learngene (the paper's continual ancestor) as a study row, which records "
+          "where its inherited blocks ran", **_S, ancestor="continual")
 @register("learngene-joint", "Study: learngene from the collective network trained jointly on all base classes",
           **_S, ancestor="joint")
 @register("learngene-pretrained", "Study: learngene from the top blocks of the fine-tuning baseline's pre-trained "
@@ -57,9 +60,12 @@ class LearngeneStudy(Learngene):
     def _result(self, episode: EpisodeData, curve: list[float], wall_s: float, model: torch.nn.Module,
                 penalty_final: float | None) -> EpisodeResult:
         res = super()._result(episode, curve, wall_s, model, penalty_final)
-        res.extra.update({f"gene_{k}": v for k, v in gene_resolutions(self.gene, model).items()},
-                         frozen_gene=self.s.frozen_gene,
+        px = gene_resolutions(self.gene, model)
+        res.extra.update({f"gene_{k}": v for k, v in px.items()}, frozen_gene=self.s.frozen_gene,
                          fresh_front_blocks=sum(isinstance(m, torch.nn.Sequential) for m in model.front))
+        for k, v in px.items():  # numbers (the stored rows keep numbers only): the first and last inherited block
+            if v:
+                res.extra.update({f"gene_{k}_first": v[0], f"gene_{k}_last": v[-1]})
         return res
 
 
