@@ -7,7 +7,8 @@ record the resolutions too and stay apart from Table 3's. The inheritance matrix
 resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
 `match_resolution` on these variants (or on `learngene`): no registration per cell. Every variant
 here is a study row (role `study`), never part of `--method all` (`in_all = False`) or of
-`--method checks`, and of no experiment of the paper's (`experiments` empty), so neither run grows.
+`--method checks`, and of no experiment of the paper's (`experiments`: only `why`, whose rows its
+profile section names), so neither run grows.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from methods.settings import LearngeneSettings
 
 #: The ancestors whose artifact another method family builds (cells wait on that family's build).
 BUILT_BY = {"pretrained-individual": "finetune"}
+#: The variants whose ancestor is the fine-tuning baseline's pre-training: its epochs are their budget.
+PRETRAINED = {"budget_knob": ("methods", "finetune", "pretrain_epochs")}
 
 
 def _group(family: str, s: LearngeneSettings) -> Hashable:
@@ -48,10 +51,11 @@ class LearngeneStudy(Learngene):
     """Learngene as a study row: its result also records where each inherited block ran."""
 
     in_all = False
-    experiments = frozenset()
+    experiments = frozenset({"why"})  # rows of bench/experiments/why.py, by its profile section
     roles = frozenset({"study"})
     report_order = None
-    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {"learngene-pretrained": PRETRAINED,
+                                                                 "finetune-full": PRETRAINED}
 
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> Hashable:
@@ -79,10 +83,11 @@ class AncestorNCM(CollectiveNCM):
     """The ancestor's own feature quality (`collective-ncm` for another ancestor): a study row."""
 
     in_all = False
-    experiments = frozenset()
+    experiments = frozenset({"why"})  # rows of bench/experiments/why.py, by its profile section
     roles = frozenset({"study"})
     runs_with = frozenset()
     compared_with = ""
+    variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {"ancestor-ncm-pretrained": PRETRAINED}
 
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> Hashable:
