@@ -157,9 +157,11 @@ def k_figure(g: pd.DataFrame, shots: int, path: Path, title: str, cfg: Settings)
     """Accuracy against k (inherited top blocks, EWC, template pools), one line per `k_ancestors` variant,
     k = 0 being scratch; scratch and full fine-tuning as reference lines."""
     acc = g[(g.metric == "accuracy") & (g.shots == shots)]
-    lines = acc[acc.method.isin(cfg.k_ancestors) & acc.get("opt_inherit_position", pd.Series(dtype=object)).eq("top")
-                & ~acc.get("opt_frozen_gene", pd.Series(dtype=bool)).fillna(False).astype(bool)
-                & ~acc.get("opt_match_resolution", pd.Series(dtype=bool)).fillna(False).astype(bool)]
+    if not {"opt_inherit_blocks", "opt_inherit_position", "opt_frozen_gene", "opt_match_resolution"} <= set(acc):
+        return None  # no learngene row ran
+    lines = acc[acc.method.isin(cfg.k_ancestors) & acc["opt_inherit_position"].eq("top")
+                & ~acc["opt_frozen_gene"].fillna(False).astype(bool)
+                & ~acc["opt_match_resolution"].fillna(False).astype(bool)]
     if lines.empty or lines["opt_inherit_blocks"].nunique() < 2:
         return None
     scratch = acc[acc.row == REFERENCE]

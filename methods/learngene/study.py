@@ -3,8 +3,8 @@ same network trained jointly, the fine-tuning baseline's pre-trained network, a 
 fine-tuning of that pre-trained network, and a probe of each ancestor's own features.
 
 `learngene-continual` is `learngene` itself (the same settings) as a study row, so its matrix cells
-record the resolutions too and stay apart from Table 3's. The inheritance matrix (k = 0..7 inherited blocks, position, frozen or EWC-trained, matched
-resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
+record the resolutions too and stay apart from Table 3's. The inheritance matrix (k = 0..7
+inherited blocks, position, frozen or EWC-trained, matched resolution) is the cell options `inherit_blocks`, `inherit_position`, `frozen_gene` and
 `match_resolution` on these variants (or on `learngene`): no registration per cell. Every variant
 here is a study row (role `study`), never part of `--method all` (`in_all = False`) or of
 `--method checks`, and of no experiment of the paper's (`experiments`: only `why`, whose rows its
