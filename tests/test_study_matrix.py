@@ -5,7 +5,8 @@ accuracy, curve and parameter count, the EWC penalty skipped); a frozen learngen
 weights and BatchNorm buffers are bit-identical after training while the fresh blocks train; k
 inherited blocks leave 7 - k fresh front blocks for every position; only the pre-trained individual
 network can be inherited whole (full fine-tuning); each result records the resolution every
-inherited block was trained at and runs at, and `match_resolution` removes the mismatch.
+inherited block was trained at and runs at, and `match_resolution` removes the mismatch; pools
+inside the gene train the same stacked (CUDA's path) as alone, and a frozen gene is never stacked.
 """
 from __future__ import annotations
 
@@ -106,3 +107,24 @@ def test_resolution_each_inherited_block_was_trained_at_and_runs_at(setup):
     middle, _ = prepared(setup, "learngene-random", epochs=1, match_resolution=True, inherit_position="middle")
     r = middle.run_episode(ep).extra
     assert r["gene_trained_px"] == r["gene_runs_px"] == [8, 8, 4]  # the ancestor's pool after block 7 (conv 7)
+
+
+def test_pools_inside_the_gene_stack_as_they_train_alone_and_frozen_genes_never_stack(setup):
+    """k = 5 with matched pools puts pools inside `gene`: the stacked path (CUDA's) gives the same results
+    as one episode at a time; a frozen gene or an empty one is never stacked (a stack trains every block)."""
+    src, _, _ = setup
+    d = src.data
+    eps = [EpisodeData(d.images[e.support], e.support_labels, d.images[e.query], e.query_labels, 5, 5, 0, e.index)
+           for e in sample_episodes(d, src.novel_ids, 5, 5, 5, 2, 0)]
+    results = []
+    for stack in (False, True):
+        m, _ = prepared(setup, "learngene-random", inherit_blocks=5, match_resolution=True, epochs=2)
+        m.stack_episodes = stack
+        assert m.uses_stacking() == stack
+        results.append(m.run_episodes(eps))
+    assert [r.accuracy for r in results[0]] == [r.accuracy for r in results[1]]
+    assert [r.params for r in results[0]] == [r.params for r in results[1]]
+    for options in ({"frozen_gene": True}, {"inherit_blocks": 0}):
+        m, _ = prepared(setup, "learngene-random", **options)
+        m.stack_episodes = True
+        assert not m.uses_stacking(), options
