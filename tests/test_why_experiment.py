@@ -81,4 +81,9 @@ matched = ["learngene-random"]
     assert lines["learngene-random [k=3 top matched px]"][5] == "2 → 2"
     assert " ± " in lines["learngene-continual [k=3 top]"][2] and " ± " in lines["learngene-continual [k=3 top]"][4]
     assert lines["learngene-random [k=3 top]"][4] == lines["ancestor-ncm-random"][1]  # its probe beside it
+    for contrast in ("| ancestor | learngene-random [k=3 top] − learngene-continual [k=3 top] |",
+                     "| frozen | learngene-random [k=3 top frozen] − learngene-random [k=3 top] |",
+                     "| resolution | learngene-random [k=3 top matched px] − learngene-random [k=3 top] |",
+                     "| k | learngene-random [k=1 top] − learngene-random [k=3 top] |"):
+        assert contrast in table, contrast
     assert list((results / "figures").glob("why_k_5shot_*.png"))

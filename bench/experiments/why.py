@@ -106,12 +106,43 @@ def run(cell: Cell, env: Env) -> list[dict]:
     return run_cell_episodes(env, cell, cell.params["pool"], cfg.tasks, curve=False)
 
 
-def paired(acc: pd.DataFrame, row: str) -> tuple[float, float, int]:
-    """Mean, 95% CI half-width and n of `row` minus scratch, paired by seed and episode (points)."""
+def paired(acc: pd.DataFrame, row: str, other: str = REFERENCE) -> tuple[float, float, int]:
+    """Mean, 95% CI half-width and n of `row` minus `other`, paired by seed and episode (points)."""
     a = acc[acc.row == row].set_index(["seed", "episode"])["value"]
-    b = acc[acc.row == REFERENCE].set_index(["seed", "episode"])["value"]
+    b = acc[acc.row == other].set_index(["seed", "episode"])["value"]
     both = a.to_frame("a").join(b.to_frame("b"), how="inner")
     return mean_ci95((both["a"] - both["b"]) * 100)
+
+
+def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
+    """(question, row, compared row) pairs each study question reads: ancestor (each against the paper's
+    continual one), position (top against front and middle), frozen against EWC, matched pools against
+    the template's, and k against the paper's 3."""
+    top = {m: row_label(m, _lg()) for m in (*cfg.ancestors, *cfg.k_ancestors, *cfg.position_ancestors)}
+    paper = top.get(cfg.ancestors[0]) if cfg.ancestors else None
+    out = [("ancestor", top[m], paper) for m in cfg.ancestors[1:] if paper]
+    out += [("position", top[m], row_label(m, _lg(3, p))) for m in cfg.position_ancestors for p in cfg.positions
+            if p != "top"]
+    out += [("frozen", row_label(m, _lg(3, p, True)), row_label(m, _lg(3, p))) for m in cfg.position_ancestors
+            for p in cfg.positions if True in cfg.frozen]
+    out += [("resolution", row_label(m, _lg(matched=True)), top[m]) for m in cfg.matched if m in top]
+    out += [("k", row_label(m, _lg(k)), top[m]) for m in cfg.k_ancestors for k in cfg.ks if k != 3]
+    return out
+
+
+def _contrast_lines(acc: pd.DataFrame, cfg: Settings) -> list[str]:
+    """One line per contrast both of whose rows ran: the paired difference and whether it is decided
+    (its CI excludes 0, or its half-width is within ±1.5 points)."""
+    lines = []
+    for question, a, b in contrasts(cfg):
+        if not {a, b} <= set(acc.row):
+            continue
+        m, h, n = paired(acc, a, b)
+        verdict = "differs" if abs(m) > h else ("no difference beyond ±1.5" if h <= 1.5 else "undecided")
+        lines.append(f"| {question} | {a} − {b} | {m:+.2f} ± {h:.2f} | {n} | {verdict} |")
+    if not lines:
+        return []
+    return ["", "| question | contrast | paired difference (points) | n | verdict |", "|---|---|---|---|---|", *lines]
 
 
 def probe_of(method: str, probes: list[str]) -> str | None:
@@ -150,7 +181,7 @@ def _section(g: pd.DataFrame, shots: int, heading: str, cfg: Settings) -> str:
             *mean_ci95(acc[acc.row == probe]["value"] * 100)[:2])
         p = f"{int(params[row]):,}" if row in params.index else ""
         lines.append(f"| {row} | {mean:.2f} ± {half:.2f} | {diff} | {n} | {ncm} | {_px(g, row)} | {p} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _contrast_lines(acc, cfg))
 
 
 def k_figure(g: pd.DataFrame, shots: int, path: Path, title: str, cfg: Settings) -> Path | None:
