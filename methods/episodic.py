@@ -10,7 +10,7 @@ code do; base-class test images stay held out), drawn in seeded chunks so that a
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,12 @@ class MetricLearner(Method):
     recalibrated (`encoder`), and gives the loss of one training episode (`episode_loss`)."""
 
     family = ""
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: EpisodicSettings) -> Hashable:
+        """One group per meta-training budget: the floor (`random-ncm`, no meta-training) builds in
+        seconds and must not count, or wait, as ProtoNet's 15-minute build."""
+        return family, settings.meta_iterations
 
     @abc.abstractmethod
     def build(self, image_size: int, settings: EpisodicSettings) -> nn.Module:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -229,6 +229,12 @@ class MAML(Method):
     budget_knob = ("methods", "maml", "meta_iterations")
     variant_facts: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "maml": {"report_order": 10}, "fomaml": {"report_order": 20}, "protomaml": {"report_order": 40}}
+
+    @classmethod
+    def artifact_group(cls, family: str, settings: MAMLSettings) -> Hashable:
+        """One group per meta-trained network: MAML, first-order MAML and Proto-MAML train three (their
+        builds run in parallel, and no cell waits on another variant's lock)."""
+        return family, settings.first_order, settings.proto, settings.meta_iterations
 
     def prepare(self, source: SourceData, settings: MAMLSettings, cache: Any) -> None:
         self.s = settings

@@ -52,3 +52,13 @@ def test_the_longest_predicted_build_starts_first():
     assert [q.take().method for _ in range(3)] == ["b1", "c1", "a1"]
     plain = ArtifactAwareQueue(_cells("a1 b1 c1 a2"), lambda c: c.method[0])
     assert [plain.take().method for _ in range(3)] == ["a1", "b1", "c1"]  # no predictions: grid order
+
+
+def test_each_meta_trained_network_is_its_own_group():
+    """MAML, first-order MAML and Proto-MAML train three networks, and the floor (random-ncm) trains
+    none: sharing a group would serialise independent builds and make the cost model charge the
+    floor's cell with ProtoNet's 15-minute build."""
+    spec = smoke_spec()
+    group = {m: artifact_group(spec, Cell("table3", m, {"seed": 0}))
+             for m in ("maml", "fomaml", "protomaml", "protonet", "random-ncm", "matchingnet")}
+    assert len(set(group.values())) == len(group)
