@@ -231,6 +231,14 @@ def row_seed_ranges(profile: dict[str, Any], experiment: str, cls: type, methods
     return {m: cfg.seed_range(profile, m) for m in methods}
 
 
+def rows_by_seed(profile: dict[str, Any], experiment: str, cls: type, methods: list[str]) -> dict[int, list[str]]:
+    """Seed -> the methods whose rows run it (in `methods`' order), from `row_seed_ranges`: a row runs
+    the first seeds, so every row pairs with the others on the seeds they share."""
+    seeds = row_seed_ranges(profile, experiment, cls, methods)
+    last = max((len(r) for r in seeds.values()), default=0)
+    return {s: [m for m, r in seeds.items() if s in r] for s in range(last)}
+
+
 def compute_settings(profile: dict[str, Any]) -> ComputeSettings:
     return build(ComputeSettings, [("compute", profile.get("compute", {}))])
 

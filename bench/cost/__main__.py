@@ -16,6 +16,14 @@ from pathlib import Path
 from bench.atomic import atomic_write_text
 
 
+def _has_cells(results_dir: Path) -> bool:
+    """Whether `results_dir` is a store with cells (both commands read them); else one line on stderr."""
+    if (results_dir / "cells").is_dir():
+        return True
+    print(f"error: {results_dir} holds no cells; pass the results directory a `bench run` wrote", file=sys.stderr)
+    return False
+
+
 def _breakdown(argv: list[str]) -> int:
     from bench.cost.breakdown import breakdown, to_markdown
 
@@ -24,9 +32,7 @@ def _breakdown(argv: list[str]) -> int:
     ap.add_argument("--results-dir", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=None, help="write the markdown here (default: print only)")
     args = ap.parse_args(argv)
-    if not (args.results_dir / "cells").is_dir():
-        print(f"error: {args.results_dir} holds no cells; pass the results directory a `bench run` wrote",
-              file=sys.stderr)
+    if not _has_cells(args.results_dir):
         return 2
     import methods
 
@@ -54,9 +60,7 @@ def _reference(argv: list[str]) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", type=Path, default=REFERENCE)
     args = ap.parse_args(argv)
-    if not (args.results_dir / "cells").is_dir():
-        print(f"error: {args.results_dir} holds no cells; pass the results directory a `bench run` wrote",
-              file=sys.stderr)
+    if not _has_cells(args.results_dir):
         return 2
     rows, _ = breakdown(args.results_dir)
     build: dict[str, float] = {}

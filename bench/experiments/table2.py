@@ -16,7 +16,7 @@ import pandas as pd
 from bench import paper
 from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import artifact_seeds, methods_for, paper_row
-from bench.profiles import ExperimentSettings, collective_settings, episode_settings, row_seed_ranges
+from bench.profiles import ExperimentSettings, collective_settings, episode_settings, rows_by_seed
 from bench.report import ReportContext, caption, method_table
 from methods import registry
 from methods.learngene.stages import open_world_artifact
@@ -35,10 +35,8 @@ class Settings(ExperimentSettings):
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     ep = episode_settings(spec.profile)
     chosen = methods_for(NAME, methods)
-    seeds = row_seed_ranges(spec.profile, NAME, Settings, chosen)
-    last = max((len(r) for r in seeds.values()), default=0)
     out = [Cell(NAME, m, {"pool": "open_world", "shots": ep.open_world_shots, "seed": s})
-           for s in range(last) for m in chosen if s in seeds[m]]
+           for s, rows in rows_by_seed(spec.profile, NAME, Settings, chosen).items() for m in rows]
     # a row inheriting from the collective model (the open-world variant) also reports the model's
     # open-world recognition, once per collective model
     out += [Cell(NAME, m, {"analysis": "recognition", "seed": s}) for m in chosen if registry.facts(m).needs_ancestor

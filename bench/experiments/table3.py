@@ -9,7 +9,7 @@ import pandas as pd
 from bench import paper
 from bench.cell_env import Cell, Env, RunSpec, run_episodes
 from bench.experiments.selection import headline, methods_for, with_role
-from bench.profiles import ExperimentSettings, episode_settings, row_seed_ranges
+from bench.profiles import ExperimentSettings, episode_settings, rows_by_seed
 from bench.report import ReportContext, method_table
 
 NAME = "table3"
@@ -23,10 +23,9 @@ class Settings(ExperimentSettings):
 
 def cells(spec: RunSpec, methods: list[str]) -> list[Cell]:
     shots = episode_settings(spec.profile).shots
-    seeds = row_seed_ranges(spec.profile, NAME, Settings, methods_for(NAME, methods))
-    last = max((len(r) for r in seeds.values()), default=0)
+    by_seed = rows_by_seed(spec.profile, NAME, Settings, methods_for(NAME, methods))
     return [Cell(NAME, m, {"pool": "novel", "shots": k, "seed": s})
-            for s in range(last) for k in shots for m, r in seeds.items() if s in r]
+            for s, rows in by_seed.items() for k in shots for m in rows]
 
 
 def run(cell: Cell, env: Env) -> list[dict]:
