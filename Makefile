@@ -2,6 +2,7 @@
 # Both create .venv and install everything on first use (idempotent; later calls skip it).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
 ARGS ?=
 SMOKE_DIR ?= $(CURDIR)/.smoke-results
 # Data: one rule, applied by `python -m bench` itself (bench/run_command.py:data_dir_rule), so make and
@@ -10,7 +11,7 @@ SMOKE_DIR ?= $(CURDIR)/.smoke-results
 # Results: `make run` (the quick profile) writes the committed store ./results; other profiles default
 # to ./runs/<dataset>_<profile>/ (git-ignored), so `make run ARGS="--profile smoke ..."` erases nothing.
 
-.PHONY: run test install unit smoke lint bench clean checks
+.PHONY: run test test-random install unit smoke lint bench clean checks
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -32,7 +33,13 @@ checks: install
 test: install unit smoke
 
 unit:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## test-random: the unit tests in one random order over the whole suite (pytest-random-order), to catch
+## tests that pass only after, or only before, another; the seed is printed (rerun it with
+## PYTEST_ARGS="--random-order-seed=N").
+test-random: install
+	$(PY) -m pytest -q --random-order-bucket=global $(PYTEST_ARGS)
 
 smoke:
 	rm -rf $(SMOKE_DIR)

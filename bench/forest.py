@@ -48,7 +48,7 @@ def forest_plot(tab: pd.DataFrame, reference: str, path: Path, title: str) -> Pa
     lo = float(((tab["mean"] - tab["half"].fillna(0)) * 100).min())
     hi = float(((tab["mean"] + tab["half"].fillna(0)) * 100).max())
     pad = 0.06 * (hi - lo or 1.0)
-    label_room = 0.42 * (hi - lo or 1.0)  # right margin of each panel for the numbers
+    label_room = 0.55 * (hi - lo or 1.0)  # right margin of each panel for the numbers
     height = 1.1 + len(sizes) * (0.8 + 0.34 * len(order))
     fig, axes = plt.subplots(len(sizes), len(shots), squeeze=False, sharey=True, layout="constrained",
                              figsize=(1.4 + 4.8 * len(shots), height))
@@ -62,15 +62,16 @@ def forest_plot(tab: pd.DataFrame, reference: str, path: Path, title: str) -> Pa
                 half = 0.0 if pd.isna(row.half) else row.half * 100
                 ax.errorbar(row.mean * 100, ypos[row.method], xerr=half, fmt="o", ms=6, color=colour,
                             ecolor=colour, elinewidth=2.2, capsize=3, zorder=3)
-                ax.text(0.985, ypos[row.method], f"{row.mean * 100:+.1f} ± {half:.1f}", ha="right", va="center",
+                ax.text(0.985, ypos[row.method], f"{row.mean * 100:+.1f} ± {half:.1f} (n={row.n})", ha="right", va="center",
                         fontsize=8.5, color=colour, transform=ax.get_yaxis_transform())
             ax.set_xlim(lo - pad, hi + pad + label_room)
             ax.axvspan(hi + pad, hi + pad + label_room, color="white", zorder=2)  # the numbers' column
             ax.set_xticks([t for t in ax.get_xticks() if lo - pad <= t <= hi + pad])
             ax.set_ylim(len(order) - 0.5, -0.5)
             ax.set_yticks(range(len(order)), order)
-            n = int(sub["n"].min()) if len(sub) else 0
-            ax.set_title(f"{px} px, {k}-shot (n = {n} paired episodes)", fontsize=11)
+            ns = sorted({int(v) for v in sub["n"]}) if len(sub) else [0]  # rows may differ (episodes per row)
+            n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+            ax.set_title(f"{px} px, {k}-shot ({n_text} paired episodes; ± = 95% t-CI)", fontsize=11)
             if r == len(sizes) - 1:
                 ax.set_xlabel(f"accuracy of method − {reference} (points)")
             ax.tick_params(axis="y", labelsize=10)

@@ -29,13 +29,16 @@ from bench.usage import cpu_seconds, peak_rss_mib
 from methods.plugins import PluginError
 
 
-def _select(value: str, valid: list[str], what: str, all_names: list[str] | None = None) -> list[str]:
+def _select(value: str, valid: list[str], what: str, all_names: list[str] | None = None,
+            keywords: tuple[str, ...] = ("all",)) -> list[str]:
+    """`keywords` are the group names the flag also takes (listed first in the error, so a user sees them)."""
     if value == "all":
         return list(valid if all_names is None else all_names)
     chosen = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in chosen if v not in valid]
     if bad or not chosen:
-        raise UsageError(f"unknown {what} '{','.join(bad) or value}'; valid {what}s: all, {', '.join(valid)}")
+        raise UsageError(f"unknown {what} '{','.join(bad) or value}'; valid {what}s: "
+                         f"{', '.join([*keywords, *valid])}")
     return chosen
 
 
@@ -127,7 +130,8 @@ def cmd_run(args) -> int:
             raise UsageError(f"profile {profiles_mod.profile_path(args.profile)} has no [{section}] section; every "
                              f"profile sets {', '.join(f'[{s}]' for s in REQUIRED_SECTIONS)} (copy them from "
                              "bench/profiles/smoke.toml)")
-    method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all())
+    method_names = validate.unique(_select(args.method, methods.names(), "method", methods.names_in_all(),
+                                           keywords=("all", "checks"))
                                    if args.method != "checks" else methods.names_not_in_all(), "--method")
     experiments = validate.unique(_select(args.experiment, list(EXPERIMENT_NAMES), "experiment"), "--experiment")
     if args.dataset != "auto":

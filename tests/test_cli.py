@@ -28,6 +28,7 @@ def test_list_other(capsys, what):
 def test_unknown_method_lists_valid_ones(capsys, tmp_path):
     code, _, err = run(capsys, "run", "--method", "nope", "--dataset", "synthetic", "--results-dir", str(tmp_path))
     assert_one_line_error(code, err, "unknown method 'nope'", "scratch")
+    assert "valid methods: all, checks," in err  # both group names a user can pass are listed first
 
 
 def test_unknown_experiment(capsys, tmp_path):
