@@ -52,7 +52,7 @@ lint: install
 bench: install
 	mkdir -p .benchmarks
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-json=.benchmarks/latest.json -q
-	$(PY) -m bench.benchmarks_report .benchmarks/latest.json results/benchmarks.md $(addprefix --runs ,$(wildcard results/speed/runs.jsonl))
+	$(PY) -m bench.benchmarks_report .benchmarks/latest.json docs/evidence/benchmarks.md $(addprefix --runs ,$(wildcard docs/evidence/speed/runs.jsonl))
 
 clean:
 	rm -rf $(SMOKE_DIR) .pytest_cache

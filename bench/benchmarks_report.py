@@ -1,4 +1,4 @@
-"""`python -m bench.benchmarks_report [JSON] [MD]`: pytest-benchmark JSON -> results/benchmarks.md.
+"""`python -m bench.benchmarks_report [JSON] [MD]`: pytest-benchmark JSON -> docs/evidence/benchmarks.md.
 
 Why a separate report: pytest-benchmark's own table is for a terminal and is lost with the log; a
 short markdown file committed beside the tables says what was timed, on which machine and commit,

@@ -3,7 +3,7 @@
 `python -m bench.budget --method protonet,finetune --profile quick --image-size 32` trains each method
 at its profile budget (1x) and at `--factor` times it, evaluates both on the same seeded 5-way
 episodes of the **open-world classes, which serve as validation classes** (the novel classes that
-Table 3 reports are never touched), and writes `results/budgets.md` (+ `budgets.csv`): accuracy at
+Table 3 reports are never touched), and writes `docs/evidence/budgets.md` (+ `budgets.csv`): accuracy at
 1x and 2x, their paired difference with its 95 % CI, the base-training wall time of each, and whether
 the method has converged by the rule "doubling the budget moves 5-way accuracy by < 1 point".
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: all cores); 1 when several budget runs share the machine")
-    ap.add_argument("--out", type=Path, default=Path("results/budgets.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/evidence/budgets.md"))
     ap.add_argument("--append", action="store_true",
                     help="keep the other methods' rows already in the --out CSV (measure methods one at a time)")
     args = ap.parse_args(argv)

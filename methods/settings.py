@@ -68,7 +68,7 @@ def _added(default: Any = dataclasses.MISSING, *, stored_when: Any = None, **kw:
 @dataclass(frozen=True)
 class ComputeSettings:
     """How every training loop and prediction computes (`[compute]`): speed switches whose accuracy
-    effect `make bench` measures (results/benchmarks.md). Off by default."""
+    effect `make bench` measures (docs/evidence/benchmarks.md). Off by default."""
 
     channels_last: bool = False
     """Convolutions in channels-last memory format (faster on CPUs with oneDNN and on GPUs)."""

@@ -1,6 +1,6 @@
 """Stacked episode training: E support-set episodes trained at once as one network.
 
-Why: on a GPU one small individual network's SGD step is launch-bound (results/gpu_episodes.md:
+Why: on a GPU one small individual network's SGD step is launch-bound (docs/evidence/gpu_episodes.md:
 4.2 ms for one episode's step, 5.3 ms for 16 stacked episodes' step, 12.6x per episode). On the CPU
 stacking is slower (grouped convolutions ran at 0.8x of a loop at width 0.25 on a 2-core AVX-512
 CPU), so `Scratch` and `Learngene` use it only on CUDA.

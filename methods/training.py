@@ -11,7 +11,7 @@ common case written out once on top of it. MAML's bi-level loop stays on learn2l
 Mini-batches (`last_batch`): the paper's recipe (batch 32, no drop-last, "keep") ends every epoch of a
 100-image support set on a 4-image batch, whose BatchNorm statistics are noise; on tiny-imagenet's
 validation classes that cost scratch 6 points at 20 shots, so it scored below its own 10-shot accuracy
-(results/last_batch.md). "balanced" (the shipped profiles' default) splits each epoch's permutation
+(docs/evidence/last_batch.md). "balanced" (the shipped profiles' default) splits each epoch's permutation
 into the same number of batches as "keep" but of near-equal size (100 -> 4 x 25, 50 -> 2 x 25): the
 same number of SGD steps, no tiny batch. "drop" drops the short batch (fewer steps; costs 11 points
 at 10 shots there); kept for comparison.

@@ -7,7 +7,7 @@ evaluation) on `--device`, and (2) the upper bound of stacking E episodes into o
 grouped convolutions: the time of one SGD step of E stacked individual trunks against E separate
 steps. A stacked path is worth building only if (2) is >= 3x.
 
-    python scripts/gpu_episodes.py --device cuda --out results/gpu_episodes.md
+    python scripts/gpu_episodes.py --device cuda --out docs/evidence/gpu_episodes.md
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--stacked-episodes", type=int, default=32, help="episodes per stacked/one-at-a-time timing")
     ap.add_argument("--methods", default=",".join(TRAINERS), help="trainers timed one at a time")
     ap.add_argument("--profile", default="quick")
-    ap.add_argument("--out", type=Path, default=Path("results/gpu_episodes.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/evidence/gpu_episodes.md"))
     args = ap.parse_args()
     device = torch.device(args.device)
     prof = copy.deepcopy(load_profile(args.profile))

@@ -6,7 +6,7 @@ every test image of a class as a query, for each `last_batch` policy of `methods
 writes a markdown table with paired differences to the paper's recipe ("keep").
 
     python scripts/last_batch_probe.py --profile quick --image-size 32 --tasks 10 --seeds 2 \
-        --out results/last_batch.md
+        --out docs/evidence/last_batch.md
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--shots", default="10,20")
     ap.add_argument("--dataset", default="tiny-imagenet")
     ap.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR", "../shared/data"))
-    ap.add_argument("--out", default="results/last_batch.md")
+    ap.add_argument("--out", default="docs/evidence/last_batch.md")
     args = ap.parse_args()
     profile = resolve(load_profile(args.profile), image_size=args.image_size)
     profile["episodes"]["queries"] = "all"

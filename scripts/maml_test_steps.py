@@ -1,6 +1,6 @@
 """Choose the MAML family's test-time inner steps on the validation classes, as the budget rule does.
 
-    python scripts/maml_test_steps.py --results-dir results --out results/maml_test_steps.md
+    python scripts/maml_test_steps.py --results-dir results --out docs/evidence/maml_test_steps.md
 
 Loads each variant's meta-trained weights from the results directory's artifact cache (trained by
 `bench run` with the same profile; `inner_steps_test` is not part of their key), runs seeded 5-way
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="maml,fomaml,protomaml")
     ap.add_argument("--steps", default="1,3,5,10")
     ap.add_argument("--tasks", type=int, default=25)
-    ap.add_argument("--out", type=Path, default=Path("results/maml_test_steps.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/evidence/maml_test_steps.md"))
     ap.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR", "../shared/data"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

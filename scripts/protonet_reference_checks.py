@@ -1,6 +1,6 @@
 """Why does the suite's ProtoNet sit ~3 points below the independent Conv-4 reference? Three checks.
 
-    python scripts/protonet_reference_checks.py --results-dir results/reference_protonet_store
+    python scripts/protonet_reference_checks.py --results-dir docs/evidence/reference_protonet_store
 
 On the `reference-protonet` profile (Conv-4, 64 filters, 2200 5-way 10-shot 15-query Adam episodes),
 with the meta-trained weights of that results directory, it scores 200 seeded novel episodes per

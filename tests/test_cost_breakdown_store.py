@@ -51,7 +51,7 @@ def test_reference_from_a_store_feeds_the_estimate(tmp_path):
 
 
 def test_repo_relative_paths():
-    assert repo_relative("results/cost.md") == "results/cost.md"
+    assert repo_relative("docs/evidence/cost.md") == "docs/evidence/cost.md"
     assert repo_relative("/somewhere/else/run2") == "<outside the repository>/run2"
 
 

@@ -1,6 +1,6 @@
 """`python -m bench.cost breakdown | reference | device ...`: the cost reports.
 
-    python -m bench.cost breakdown --results-dir DIR [--out results/cost.md]   # per-row cost of a store's cells
+    python -m bench.cost breakdown --results-dir DIR [--out docs/evidence/cost.md]   # per-row cost of a store's cells
     python -m bench.cost reference --results-dir DIR                           # refresh bench/cost/reference.json
     python -m bench.cost device --device cuda                                  # the paper profile's Table 3 on a device
 

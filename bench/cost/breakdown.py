@@ -1,6 +1,6 @@
 """What each row of a regeneration costs, from the cells a results store holds.
 
-    python -m bench.cost breakdown --results-dir DIR --out results/cost.md
+    python -m bench.cost breakdown --results-dir DIR --out docs/evidence/cost.md
 
 Why: `make run`'s run record gives one wall time for the whole grid, but deciding what to trade
 for a shorter run needs the cost of each (experiment, method). Every cell's result records its wall

@@ -1,6 +1,6 @@
 """How long the `paper` profile's Table 3 would take on a device, extrapolated from a few timed units.
 
-    python -m bench.cost device --device cuda                  # results/paper_cost.md + .json (sized for < 6 min on an H100)
+    python -m bench.cost device --device cuda                  # docs/evidence/paper_cost.md + .json (sized for < 6 min on an H100)
     python -m bench.cost device --device cpu --scale 0.01      # the paper's widths on a CPU: ~9 min on 1 thread
     python -m bench.cost device --device cpu --profile smoke --scale 0.05 --data-shape 40,20,10   # ~15 s
 
@@ -595,7 +595,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--only", default="", help="comma-separated row-key prefixes (collective, episodes:scratch, "
                     "meta, pretrain, prepare...)")
-    ap.add_argument("--out", type=Path, default=Path("results/paper_cost.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/evidence/paper_cost.md"))
     args = ap.parse_args(argv)
     if args.scale <= 0:
         ap.error("--scale must be > 0")

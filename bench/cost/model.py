@@ -2,13 +2,13 @@
 
 Why recorded times: a FLOP count misses data movement and Python overhead on these small networks and
 was 5x off; a cell's time on this machine class is already measured (each episode's `wall_s` row in
-runs.csv, and each row's base training in results/cost.md). The basis, in order of preference:
+runs.csv, and each row's base training in docs/evidence/cost.md). The basis, in order of preference:
 
 - episodes: the mean recorded seconds per episode of (experiment, method, shots) in the target store's
   runs.csv, else in `reference.json` (committed, from results/runs.csv), else of (experiment, method),
   else of the method in any experiment; times the episodes the cell plans. A method with no record at
   all falls back to the MAC model (`bench.cost.macs`), and the estimate says so.
-- artifact builds: the methods' recorded base training (`reference.json`, from results/cost.md; a
+- artifact builds: the methods' recorded base training (`reference.json`, from docs/evidence/cost.md; a
   store's cells carry it too: cell wall_s minus its episodes), summed per artifact group
   (`Method.artifact_group`), paid by the first of the group's cells a worker takes.
 - another CPU: every recorded second is scaled by a few-second calibration (a fixed forward/backward

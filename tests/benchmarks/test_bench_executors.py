@@ -7,7 +7,7 @@ trained in every round, under every executor). The Ray round is cold, as a user 
 a private local cluster, runs the grid and shuts the cluster down; the cluster's start-up time and
 the resident memory of its processes (idle, and after the grid with torch loaded in the workers) are
 stored in `extra_info`. Ratios to serial are printed at the end and written by
-`python -m bench.benchmarks_report` into results/benchmarks.md.
+`python -m bench.benchmarks_report` into docs/evidence/benchmarks.md.
 
     .venv/bin/pytest tests/benchmarks/test_bench_executors.py --benchmark-enable -s
 
