@@ -11,7 +11,7 @@ SMOKE_DIR ?= $(CURDIR)/.smoke-results
 # Results: `make run` (the quick profile) writes the committed store ./results; other profiles default
 # to ./runs/<dataset>_<profile>/ (git-ignored), so `make run ARGS="--profile smoke ..."` erases nothing.
 
-.PHONY: run test test-random install unit smoke lint bench clean checks
+.PHONY: run test test-random install unit smoke lint bench clean checks study
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -28,6 +28,12 @@ run: install
 ## released code's behaviour, on Table 3's episodes, into the same results as `make run` (run it after).
 checks: install
 	$(PY) -m bench run --method checks --experiment table3 --executor process $(ARGS)
+
+## study: why learngene loses here (ancestors, inheritance matrix; bench/profiles/study.toml), resumable,
+## into ./runs/tiny-imagenet_study/ (the study's rows are not in --method all or checks).
+STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random
+study: install
+	$(PY) -m bench run --profile study --experiment why --method $(STUDY_METHODS) --executor process $(ARGS)
 
 ## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
 test: install unit smoke

@@ -40,6 +40,19 @@ def cpu_name() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
+def cpu_class() -> str:
+    """The CPU's model name and the vector ISA torch dispatches to here (e.g. "AMD EPYC (AVX512)"): a
+    cloud model name such as "AMD EPYC" covers both AVX2-only and AVX-512 generations, whose speeds
+    differ by far more than an ETA may."""
+    try:
+        import torch
+
+        isa = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - a name without the ISA is still a name
+        return cpu_name()
+    return f"{cpu_name()} ({isa})"
+
+
 def cpu_bf16_support() -> str:
     """Which bf16 matrix instructions the CPU has: AMX tiles, AVX-512 BF16, or none (emulated)."""
     flags = (_cpuinfo("flags") or "").split()

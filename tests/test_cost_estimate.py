@@ -98,3 +98,24 @@ def test_progress_eta_shrinks_and_follows_the_observed_ratio(quick_spec, tmp_pat
     prog.finished(cells[0], {"rows": rows, "wall_s": predicted * 10})
     assert prog.ratio > 1.5 and prog.eta_s() > first * 0.75 * 1.5
     assert "ETA" in prog.postfix()
+
+
+def test_recorded_seconds_are_rescaled_only_on_another_cpu_class(quick_spec, tmp_path, monkeypatch):
+    """The same cloud model name ("AMD EPYC") covers AVX2-only and AVX-512 machines: the CPU class
+    compared with the record includes the vector ISA, and only a different class pays for calibration."""
+    import bench.cost.estimate as estimate
+    import bench.usage
+    from bench.cost.estimate import CostPlan
+
+    ref = json.loads((estimate.Path(estimate.__file__).parent / "reference.json").read_text())
+    assert ref["cpu"].endswith(")")  # the record names its ISA, e.g. "AMD EPYC (AVX512)"
+    cells = [Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": 0})]
+    calls = []
+    monkeypatch.setattr(estimate, "calibrate", lambda: calls.append(1) or 2 * ref["calibration_s"])
+    monkeypatch.setattr(bench.usage, "cpu_class", lambda: ref["cpu"])
+    same = CostPlan(quick_spec, cells, tmp_path)
+    assert same.scale == 1.0 and not calls and "same CPU class" in same.cpu_note
+    monkeypatch.setattr(bench.usage, "cpu_class", lambda: "AMD EPYC (AVX2)")
+    other = CostPlan(quick_spec, cells, tmp_path)
+    assert calls and other.scale == pytest.approx(2.0) and "x 2.00" in other.cpu_note
+    assert other.costs[id(cells[0])].episodes_s == pytest.approx(2 * same.costs[id(cells[0])].episodes_s)

@@ -51,7 +51,7 @@ def _reference(argv: list[str]) -> int:
     from bench.cost.estimate import _build_passes
     from bench.cost.model import REFERENCE, calibrate, episode_seconds
     from bench.profiles import load_profile, resolve
-    from bench.usage import cpu_name
+    from bench.usage import cpu_class
 
     ap = argparse.ArgumentParser(prog="python -m bench.cost reference", description=_reference.__doc__)
     ap.add_argument("--results-dir", type=Path, required=True)
@@ -71,7 +71,7 @@ def _reference(argv: list[str]) -> int:
     group = (args.dataset, args.image_size, args.profile)
     ref = {"source": f"`python -m bench.cost reference --results-dir {repo_relative(args.results_dir)}`: its "
                      "runs.csv's episode wall_s rows and its cells' largest preparation per method",
-           "dataset": args.dataset, "image_size": args.image_size, "profile": args.profile, "cpu": cpu_name(),
+           "dataset": args.dataset, "image_size": args.image_size, "profile": args.profile, "cpu": cpu_class(),
            "calibration_s": round(calibrate(), 3),
            "build_s": {k: round(v) for k, v in sorted(build.items())},
            "build_passes": {k: float(f"{_build_passes(prof, k):.4g}") for k in sorted(build)},

@@ -62,7 +62,7 @@ class CostPlan:
 
     def __init__(self, spec: RunSpec, cells: list[Cell], store_root: Path | None = None):
         from bench.schedule import artifact_group
-        from bench.usage import cpu_name
+        from bench.usage import cpu_class
 
         self.spec, self.cells = spec, cells
         # the records are CPU times: a GPU run gets the MAC model at a GPU's throughput
@@ -70,8 +70,8 @@ class CostPlan:
         self.rec = load_recorded(group, store_root,
                                  build_passes=lambda m: _build_passes(spec.profile, m))
         self.group_of = lambda c: artifact_group(spec, c)
-        cpu = cpu_name()
-        self.scale, self.cpu_note = 1.0, f"same CPU model as the record ({cpu}): no calibration"
+        cpu = cpu_class()
+        self.scale, self.cpu_note = 1.0, f"same CPU class as the record ({cpu}): no calibration"
         if self.rec.episode_s and cpu != self.rec.cpu and self.rec.calibration_s:
             now = calibrate()
             self.scale = now / self.rec.calibration_s
