@@ -20,6 +20,7 @@ from bench.cell_env import Cell, RunSpec
 from bench.cells import execute_recorded
 from bench.errors import UsageError
 from bench.schedule import ArtifactAwareQueue, artifact_group
+from bench.usage import usable_cores
 
 EXECUTORS = ("serial", "process", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install '.[ray]' (or pip install 'ray[default]')"
@@ -59,7 +60,7 @@ def pool_shape(workers: int | None, n_cells: int | None = None, threads: int | N
     Default one worker per core and threads = cores // workers; never more workers than cells.
     With `threads` fixed (--threads, for numbers identical to another executor's) the default
     workers become cores // threads."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     workers = max(1, workers or (cores // threads if threads else cores))
     if n_cells:
         workers = min(workers, n_cells)

@@ -53,6 +53,7 @@ from bench.cell_env import Cell, RunSpec, env_for
 from bench.cells import execute_recorded
 from bench.errors import UsageError
 from bench.profiles import episode_settings
+from bench.usage import usable_cores
 
 OBJECT_STORE_BYTES = 200 * 2**20
 MAX_RETRIES = 3
@@ -135,7 +136,7 @@ def _connect(ray_address: str | None, device: str) -> LocalCluster | None:
     if ray_address:
         ray.init(address=ray_address, log_to_driver=False, configure_logging=False)
         return None
-    cpus = os.cpu_count() or 1
+    cpus = usable_cores()
     gpus = None
     if device.startswith("cuda"):
         import torch

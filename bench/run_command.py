@@ -119,7 +119,9 @@ def cmd_run(args) -> int:
     the results directory, then run. Nothing is written before the last check has passed."""
     import methods
     from bench import validate
+    from bench.usage import cap_torch_threads
 
+    cap_torch_threads()  # the driver (and the serial executor) never oversubscribe a container's CPU quota
     check_executor(args.executor)
     if args.ray_address and args.executor != "ray":
         raise UsageError(f"--ray-address joins a Ray cluster, but --executor is {args.executor}; "

@@ -7,9 +7,15 @@ record is written). Ray's workers belong to the raylet, not the driver, so they 
 """
 from __future__ import annotations
 
+import math
+import os
 import platform
 import resource
 from pathlib import Path
+
+_CGROUP_QUOTA_FILES = (("/sys/fs/cgroup/cpu.max", None),  # cgroup v2: "<quota> <period>" or "max <period>"
+                       ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+                       ("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us"))
 
 
 def cpu_seconds() -> float:
@@ -23,6 +29,46 @@ def peak_rss_mib() -> dict[str, float]:
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"peak_rss_mib_driver": round(own.ru_maxrss / 1024, 1),
             "peak_rss_mib_worker": round(kids.ru_maxrss / 1024, 1)}
+
+
+def _cgroup_cpu_limit(files=_CGROUP_QUOTA_FILES) -> float | None:
+    """CPUs the container's CFS quota allows (e.g. 2.0 under `docker --cpus=2`), None when unlimited."""
+    for quota_file, period_file in files:
+        try:
+            fields = Path(quota_file).read_text().split()
+            if period_file:
+                fields += Path(period_file).read_text().split()
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        quota, period = float(fields[0]), float(fields[1])
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def usable_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota.
+
+    Why not `os.cpu_count()`: in a container it counts the host's CPUs, so one worker (or torch
+    thread) per "core" would oversubscribe a 2-CPU quota many times over."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
+
+
+def cap_torch_threads() -> int:
+    """Lower torch's intra-op threads to the usable cores (its default counts the host's) and return them."""
+    import torch
+
+    threads = min(torch.get_num_threads(), usable_cores())
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _cpuinfo(key: str) -> str | None:

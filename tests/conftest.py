@@ -26,7 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the tests run from a checkout whether or not it is pip-installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.usage import cap_torch_threads  # noqa: E402
 from tasks.imageset import TEST_POOL, TRAIN_POOL, ImageSet  # noqa: E402
+
+cap_torch_threads()  # in a container torch counts the host's CPUs: more threads than the quota thrash
 
 REAL_ZIP_NAME = "tiny-imagenet-100.zip"
 

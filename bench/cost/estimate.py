@@ -8,13 +8,13 @@ ratio of actual to predicted episode seconds.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
 
 from bench.cell_env import Cell, RunSpec
 from bench.cost.model import RUN_OVERHEAD_S, CellCost, calibrate, cell_costs, load_recorded, simulate
+from bench.usage import usable_cores
 
 
 def pool_workers(executor: str, workers: int | None, threads: int | None, n_cells: int) -> int:
@@ -157,7 +157,7 @@ def describe_grid(spec: RunSpec, grid: list[tuple[Cell, dict]], todo: list[tuple
     lines.append(f"estimated wall time: {hm(wall)} on {n_workers} worker{'s' if n_workers > 1 else ''} "
                  f"(--executor {executor}; list-scheduled as the pool hands cells out, plus {RUN_OVERHEAD_S:.0f} s "
                  "of data loading and report)")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if executor == "serial" and cores > 1:
         alt = simulate(cells, plan.costs, cores, plan.group_of).makespan_s + RUN_OVERHEAD_S
         lines.append(f"  with --executor process ({cores} workers, one per core, as `make run`): {hm(alt)}")
