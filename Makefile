@@ -30,10 +30,11 @@ checks: install
 	$(PY) -m bench run --method checks --experiment table3 --executor process $(ARGS)
 
 ## study: why learngene loses here (ancestors, inheritance matrix; bench/profiles/study.toml), resumable,
-## into ./runs/tiny-imagenet_study/ (the study's rows are not in --method all or checks).
+## into the committed store ./results beside `make run`'s rows (it reuses their collective model when run
+## in the same store; the study's rows are not in --method all or checks). Report: tables/why.md.
 STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random
 study: install
-	$(PY) -m bench run --profile study --experiment why --method $(STUDY_METHODS) --executor process $(ARGS)
+	$(PY) -m bench run --profile study --experiment why --method $(STUDY_METHODS) --executor process --results-dir results $(ARGS)
 
 ## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
 test: install unit smoke

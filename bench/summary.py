@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.atomic import atomic_write_text
 from bench.experiments.selection import facts_of, headline, with_role
+from bench.experiments.why import verdict_sentences as why_verdicts
 from bench.report import ReportContext, method_sort_key
 from bench.stats import mean_ci95
 from bench.verdicts import DECISIVE_HALF_WIDTH, figure_verdicts, floor_check, n_to_decide
@@ -183,6 +184,13 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
               "(task-aware 5-way accuracy on held-out images of its continual tasks, chance = 0.20; open-world AUROC, "
               "chance = 0.50):", ""]
     lines += collective_health(df) or ["- (no Figure 3 / Table 2 recognition cells yet)"]
+    why = why_verdicts(df, ctx)
+    if why:
+        lines += ["", "## Why learngene loses here", "",
+                  "The study's rows (`make study`, tables/why.md): each contrast is paired over the same episodes "
+                  "(mean ± 95% t-CI, points); **differs** = the CI excludes 0, **no difference beyond ±1.5** = a "
+                  "half-width within 1.5 points, else **undecided**.", ""]
+        lines += why
     if df["synthetic"].any():
         lines += ["", "**Some results come from SYNTHETIC procedural data; they check the machinery only.**"]
     lines += ["", "## Tables", ""]

@@ -1,9 +1,11 @@
-"""The committed store is one regeneration and nothing else: only what `make run` and `make checks` write
-lives in `results/` (evidence made by other commands lives in `docs/evidence/`), and every run it records
-ran at one commit on a clean tree, so a reader can rebuild all of it from that commit."""
+"""The committed store is one regeneration and the runs added to it: only what `make run`, `make checks`
+and `make study` write lives in `results/` (evidence made by other commands lives in `docs/evidence/`);
+one recorded run is the whole grid (`--method all`), and every run ran on a clean tree at a commit of
+this repository's history, so a reader can rebuild each from its commit."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -38,8 +40,17 @@ def test_committed_results_hold_only_what_a_run_writes():
     assert not stray, f"results/ holds files no run writes (move them to docs/evidence/): {stray}"
 
 
-def test_every_recorded_run_is_at_one_commit_on_a_clean_tree():
+def test_the_store_is_one_grid_run_plus_named_runs_each_at_a_known_commit_on_a_clean_tree():
     records = [json.loads(line) for line in (REPO / "results/meta/runs.jsonl").read_text().splitlines() if line]
     assert records
-    assert len({r["commit"] for r in records}) == 1, [r["commit"] for r in records]
+    grids = [r for r in records if "--method all" in r["command"]]
+    assert len(grids) == 1, [r["command"] for r in records]  # one regeneration, not a patchwork of partial ones
     assert not any(r["dirty"] for r in records)
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True,
+                             text=True).stdout.strip() == "true"
+    for r in records:
+        assert re.fullmatch(r"[0-9a-f]{7,40}", r["commit"]), r["commit"]
+        if shallow:  # a shallow clone lacks old commits; the format check above still holds
+            continue
+        known = subprocess.run(["git", "cat-file", "-e", f"{r['commit']}^{{commit}}"], cwd=REPO, capture_output=True)
+        assert known.returncode == 0, f"{r['commit']} is not a commit of this repository"

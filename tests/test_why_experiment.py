@@ -87,3 +87,8 @@ matched = ["learngene-random"]
                      "| k | learngene-random [k=1 top] − learngene-random [k=3 top] |"):
         assert contrast in table, contrast
     assert list((results / "figures").glob("why_k_5shot_*.png"))
+    readme = (results / "README.md").read_text()
+    why = readme[readme.index("## Why learngene loses here"):]
+    assert "- synthetic 32px, 5-shot, ancestor vs scratch: learngene-continual [k=3 top] − scratch = " in why
+    assert "- synthetic 32px, 5-shot, k: learngene-random [k=1 top] − learngene-random [k=3 top] = " in why
+    assert "(paired, n=2): **" in why

@@ -130,19 +130,39 @@ def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
     return out
 
 
+def decide(m: float, h: float) -> str:
+    """The study's decision rule: the CI excludes 0, or its half-width is within ±1.5 points."""
+    return "differs" if abs(m) > h else ("no difference beyond ±1.5" if h <= 1.5 else "undecided")
+
+
+def contrast_results(acc: pd.DataFrame, cfg: Settings) -> list[tuple[str, str, str, float, float, int]]:
+    """(question, row, compared row, paired mean, 95% half-width, n) for every contrast both of whose
+    rows ran; 'ancestor vs scratch' (each ancestor's top-3 row against scratch) first."""
+    top = [row_label(m, _lg()) for m in cfg.ancestors]
+    wanted = [("ancestor vs scratch", r, REFERENCE) for r in top] + contrasts(cfg)
+    return [(q, a, b, *paired(acc, a, b)) for q, a, b in wanted if {a, b} <= set(acc.row)]
+
+
 def _contrast_lines(acc: pd.DataFrame, cfg: Settings) -> list[str]:
-    """One line per contrast both of whose rows ran: the paired difference and whether it is decided
-    (its CI excludes 0, or its half-width is within ±1.5 points)."""
-    lines = []
-    for question, a, b in contrasts(cfg):
-        if not {a, b} <= set(acc.row):
-            continue
-        m, h, n = paired(acc, a, b)
-        verdict = "differs" if abs(m) > h else ("no difference beyond ±1.5" if h <= 1.5 else "undecided")
-        lines.append(f"| {question} | {a} − {b} | {m:+.2f} ± {h:.2f} | {n} | {verdict} |")
+    """One line per contrast both of whose rows ran: the paired difference and whether it is decided."""
+    lines = [f"| {q} | {a} − {b} | {m:+.2f} ± {h:.2f} | {n} | {decide(m, h)} |"
+             for q, a, b, m, h, n in contrast_results(acc, cfg) if q != "ancestor vs scratch"]
     if not lines:
         return []
     return ["", "| question | contrast | paired difference (points) | n | verdict |", "|---|---|---|---|---|", *lines]
+
+
+def verdict_sentences(df: pd.DataFrame, ctx: ReportContext) -> list[str]:
+    """`results/README.md`'s "Why learngene loses here": one sentence per study contrast (paired 95% t-CI, n)."""
+    out = []
+    for key, g in ctx.groups(df[df.experiment == NAME]):
+        cfg = experiment_settings(ctx.profile(key) or {}, NAME, Settings)
+        for shots in sorted(g["shots"].dropna().unique()):
+            acc = g[(g.metric == "accuracy") & (g.shots == shots)]
+            for q, a, b, m, h, n in contrast_results(acc, cfg):
+                out.append(f"- {key.dataset} {key.image_size}px, {int(shots)}-shot, {q}: {a} − {b} = "
+                           f"{m:+.2f} ± {h:.2f} points (paired, n={n}): **{decide(m, h)}**")
+    return out
 
 
 def probe_of(method: str, probes: list[str]) -> str | None:
