@@ -251,7 +251,7 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
         progress = _progress(args, spec, pending, store)
         bar = tqdm(total=len(todo), desc=f"cells {size}px", unit="cell", disable=not (todo and tty),
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-        done_now = 0
+        done_now, started = 0, time.monotonic()
         try:
             builds = progress.plan.build_seconds() if progress is not None else None
             for cell, result in run_cells(args.executor, spec, list(pending), args.workers, args.ray_address, builds):
@@ -267,8 +267,10 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
                 else:
                     if note:
                         print(note, file=sys.stderr)
-                    print(f"[{done_now}/{len(todo)}] {size}px {cell.label()}" + (f" - {eta}" if eta else ""),
-                          file=sys.stderr)
+                    # the elapsed time beside each ETA, so a log shows how well the ETA held
+                    elapsed = int(time.monotonic() - started)
+                    print(f"[{done_now}/{len(todo)}] {elapsed // 60}:{elapsed % 60:02d} elapsed, {size}px "
+                          f"{cell.label()}" + (f" - {eta}" if eta else ""), file=sys.stderr)
         except PluginError as exc:
             cell_label = _failed_cell(exc, pending)
             log = _log_failure(store, cell_label, exc)

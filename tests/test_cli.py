@@ -152,3 +152,15 @@ def test_artifact_seed_trains_other_base_models_and_is_recorded(capsys, tmp_path
         assert json.loads((d / "meta" / "runs.jsonl").read_text().splitlines()[-1])["artifact_seed"] == int(seed)
     names = [{p.name for p in (dirs[s] / "artifacts").iterdir() if p.name.startswith("protonet-")} for s in dirs]
     assert names[0] and names[1] and not names[0] & names[1]
+
+
+def test_a_logged_run_prints_each_finished_cell_with_its_elapsed_time(capsys, tmp_path):
+    """In a log (not a TTY) every finished cell is one line with the run's elapsed time beside the ETA,
+    so a reader can check afterwards how well the ETA held."""
+    import re
+
+    code, _, err = run(capsys, "run", "--method", "random-ncm", "--experiment", "table3", "--profile", "smoke",
+                       "--dataset", "synthetic", "--results-dir", str(tmp_path / "r"), "--no-report")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("[")]
+    assert lines and all(re.match(r"\[\d+/\d+\] \d+:\d\d elapsed, \d+px table3/random-ncm", ln) for ln in lines), lines
