@@ -46,7 +46,7 @@ unit:
 ## tests that pass only after, or only before, another; the seed is printed (rerun it with
 ## PYTEST_ARGS="--random-order-seed=N").
 test-random: install
-	$(PY) -m pytest -q --random-order-bucket=global $(PYTEST_ARGS)
+	$(PY) -m pytest --random-order-bucket=global $(PYTEST_ARGS)  # no -q: the header prints the seed
 
 smoke:
 	rm -rf $(SMOKE_DIR)
