@@ -30,6 +30,7 @@ from bench.plots import aggregate, save_figure
 from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import ReportContext
 from bench.stats import mean_ci95
+from bench.verdicts import DECISIVE_HALF_WIDTH
 from methods import registry
 
 NAME = "why"
@@ -131,8 +132,11 @@ def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
 
 
 def decide(m: float, h: float) -> str:
-    """The study's decision rule: the CI excludes 0, or its half-width is within ±1.5 points."""
-    return "differs" if abs(m) > h else ("no difference beyond ±1.5" if h <= 1.5 else "undecided")
+    """The suite's decision rule (bench.verdicts): the CI excludes 0, or its half-width is within
+    `DECISIVE_HALF_WIDTH` points."""
+    if abs(m) > h:
+        return "differs"
+    return f"no difference beyond ±{DECISIVE_HALF_WIDTH:g}" if h <= DECISIVE_HALF_WIDTH else "undecided"
 
 
 def contrast_results(acc: pd.DataFrame, cfg: Settings) -> list[tuple[str, str, str, float, float, int]]:
