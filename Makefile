@@ -33,8 +33,12 @@ checks: install
 ## into the committed store ./results beside `make run`'s rows (it reuses their collective model when run
 ## in the same store; the study's rows are not in --method all or checks). Report: tables/why.md.
 STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random
+## The scale trend (bench/experiments/scale.py; tables/scale.md) follows: widths 0.125 / 0.25 / 0.5 and 3x the
+## collective epochs at 32 px, and the profile's point at 64 px (about 5 CPU-hours more: each point trains its
+## own collective model).
 study: install
 	$(PY) -m bench run --profile study --experiment why --method $(STUDY_METHODS) --executor process --results-dir results $(ARGS)
+	$(PY) -m bench run --profile study --experiment scale --method scratch,learngene-continual --image-size 32,64 --executor process --results-dir results $(ARGS)
 
 ## test: unit tests, then the smoke regeneration of every table and figure, checked and printed.
 test: install unit smoke

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import atomic_write_text
+from bench.experiments.scale import verdict_sentences as scale_verdicts
 from bench.experiments.selection import facts_of, headline, with_role
 from bench.experiments.why import verdict_sentences as why_verdicts
 from bench.report import ReportContext, method_sort_key
@@ -191,6 +192,14 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
                   "(mean ± 95% t-CI, points); **differs** = the CI excludes 0, **no difference beyond ±1.5** = a "
                   "half-width within 1.5 points, else **undecided**.", ""]
         lines += why
+    trend = scale_verdicts(df, ctx)
+    if trend:
+        lines += ["", "## Does scale change the gap?", "",
+                  "The scale trend (`make study`, tables/scale.md): learngene − scratch at each point (the collective "
+                  "model and the individual network at one width together, more collective epochs, another image "
+                  "size), paired over the same episodes, and its change from the profile's own point "
+                  "(mean ± 95% t-CI, points; the same decision rule as above).", ""]
+        lines += trend
     if df["synthetic"].any():
         lines += ["", "**Some results come from SYNTHETIC procedural data; they check the machinery only.**"]
     lines += ["", "## Tables", ""]

@@ -1,7 +1,7 @@
 """The `why` experiment (issue 22) and its profile.
 
-Guards: bench/profiles/study.toml is quick.toml plus `[experiments.why]` (so the study reads quick's
-collective run, pre-training and episodes); a profile without that section gets no `why` cells (the
+Guards: bench/profiles/study.toml is quick.toml plus `[experiments.why]` and `[experiments.scale]`
+(so the study reads quick's collective run, pre-training and episodes); a profile without that section gets no `why` cells (the
 default run does not grow); each (method, options) row is one cell per shot count and seed, the
 shared top-3 row once, and only selected methods run; and the experiment runs and reports through
 `bench run` on synthetic data: a table with the paired difference to scratch, and the k figure.
@@ -26,10 +26,11 @@ def _spec(profile: dict) -> RunSpec:
     return RunSpec("synthetic", "", 32, profile, "")
 
 
-def test_study_profile_is_quick_plus_the_why_section():
+def test_study_profile_is_quick_plus_the_study_sections():
     quick, study = (tomllib.loads((PROFILE_DIR / f"{n}.toml").read_text()) for n in ("quick", "study"))
     study_experiments = study.pop("experiments")
-    assert set(study_experiments.pop("why")) and study_experiments == quick.pop("experiments")
+    assert set(study_experiments.pop("why")) and set(study_experiments.pop("scale"))
+    assert study_experiments == quick.pop("experiments")
     for key in ("name", "description"):
         quick.pop(key), study.pop(key)
     assert study == quick

@@ -18,7 +18,7 @@ from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
-from methods.learngene.stages import ANCESTORS, ancestor_run, collective_passes
+from methods.learngene.stages import ANCESTORS, ancestor_run, collective_key, collective_passes
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
 from methods.stacked import StackedEpisodes, StackedIndividualNet, episode_result, stack_named
@@ -81,8 +81,10 @@ class Learngene(StackedEpisodes, Method):
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:
         """The collective run a variant inherits from (its ancestor's run: the uniform network and the
-        double-softmax one are other runs; EWC, checkpoints and the open-world stage reuse one)."""
-        return family, ancestor_run(settings.ancestor), settings.faithful_softmax, settings.head
+        double-softmax one are other runs, and so are other collective settings; EWC, checkpoints and the
+        open-world stage reuse one)."""
+        return (family, ancestor_run(settings.ancestor), settings.faithful_softmax, settings.head,
+                collective_key(settings.collective))
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         """Take the learngene from the settings' ancestor (built and cached on first use)."""
@@ -91,6 +93,7 @@ class Learngene(StackedEpisodes, Method):
         ancestor = ANCESTORS[settings.ancestor](source, settings, cache, self.device)
         self.gene = extract_learngene(ancestor, settings.inherit_blocks, settings.inherit_position)
         self.gene_source = ancestor.provenance
+        self.ancestor_facts = dict(ancestor.facts)  # the scale experiment stores them once per cell
         self._carry: torch.nn.Module | None = None
 
     def new_model(self, episode: EpisodeData) -> torch.nn.Module:

@@ -35,6 +35,7 @@ from methods.learngene.stages import (
     ancestor_run,
     checkpoint_entry,
     collective_artifact,
+    collective_key,
     collective_passes,
 )
 from methods.protonet import nearest_mean_episode
@@ -105,7 +106,8 @@ class CollectiveNCM(Method):
         """The collective run it reads, grouped as `Learngene.artifact_group` groups it: the pool then
         does not hand a probe cell out while that run is being built (its worker would wait on the
         lock), and the cost model counts the build once."""
-        return family, ancestor_run(settings.ancestor), settings.faithful_softmax, settings.head
+        return (family, ancestor_run(settings.ancestor), settings.faithful_softmax, settings.head,
+                collective_key(settings.collective))
 
     def prepare(self, source: SourceData, settings: LearngeneSettings, cache: Any) -> None:
         c = settings.collective

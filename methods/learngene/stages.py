@@ -15,15 +15,19 @@ random-weight one); `LearngeneSettings.ancestor` accepts the table's keys. Issue
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
+from methods.backbones import scaled
 from methods.base import SourceData
-from methods.learngene.collective import train_collective
+from methods.learngene.collective import initial_widths, train_collective
+from methods.learngene.collective_facts import ancestor_facts
 from methods.learngene.controls import joint_artifact, random_artifact, trunk_entry
 from methods.learngene.openworld import open_world_stage
 from methods.pretrain import pretrained_backbone
@@ -59,6 +63,16 @@ def _n_outputs(source: SourceData, s: CollectiveSettings, head: str) -> int:
     if head == "class_incremental":
         return len(source.base_ids) + len(source.open_ids)
     return int(s.head_classes or len(_pool(source, s)))
+
+
+def collective_key(s: CollectiveSettings) -> str:
+    """The collective run these settings train, as a short readable name ("collective width 0.25, 21 x 10
+    epochs, #1a2b3c4d": the hash covers every field that changes the trained network): part of a learngene
+    variant's artifact group, so cells of different collective runs (the scale trend's widths and
+    epochs) are scheduled, and shown in a run's steps, as different builds."""
+    fields = {k: v for k, v in to_json(s).items() if k not in CollectiveSettings.NOT_IN_KEY}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return f"collective width {s.width:g}, {s.tasks} x {s.epochs} epochs, #{digest}"
 
 
 def _run(source: SourceData, s: CollectiveSettings, uniform: bool, faithful_softmax: bool | None,
@@ -145,6 +159,9 @@ class AncestorState:
     pool_after: tuple[int, ...] | None = None
     """Blocks followed by a 2x2 max pool (repeats = several), the last one's included (None = not known):
     where each block ran, for `inherit.gene_resolutions` and `LearngeneSettings.match_resolution`."""
+    facts: Mapping[str, float] = field(default_factory=dict)
+    """Numbers about how the ancestor was made, stored with a scale cell's rows (the continual ancestor's
+    training FLOPs and task accuracies: `collective_facts.ancestor_facts`; empty for the others)."""
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any], provenance: str) -> AncestorState:
@@ -163,7 +180,10 @@ def _checkpoint_of(source: SourceData, s: LearngeneSettings, cache: Any, device:
     art = collective_artifact(source, c, cache, device, uniform=uniform, faithful_softmax=s.faithful_softmax,
                               head=s.head)
     t = c.learngene_task if s.checkpoint is None else s.checkpoint
-    return AncestorState.of_entry(checkpoint_entry(art, c, t), f"task {t}")
+    state = AncestorState.of_entry(checkpoint_entry(art, c, t), f"task {t}")
+    widths = [scaled(w, c.width) for w in initial_widths(c, c.uniform_width if uniform else None)]
+    train_images = [len(task.train_idx) for task in _tasks(source, c)]
+    return replace(state, facts=ancestor_facts(art, train_images, c.epochs, t, widths))
 
 
 def continual(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:

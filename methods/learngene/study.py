@@ -21,7 +21,7 @@ from methods.base import EpisodeData, EpisodeResult
 from methods.learngene.inherit import gene_resolutions
 from methods.learngene.method import _S, Learngene
 from methods.learngene.probe import CollectiveNCM
-from methods.learngene.stages import ancestor_run
+from methods.learngene.stages import ancestor_run, collective_key
 from methods.registry import register
 from methods.settings import LearngeneSettings
 
@@ -33,7 +33,8 @@ PRETRAINED = {"budget_knob": ("methods", "finetune", "pretrain_epochs")}
 
 def _group(family: str, s: LearngeneSettings) -> Hashable:
     """The artifact a variant waits for: the fine-tuning pre-training, or its ancestor's run."""
-    return BUILT_BY.get(s.ancestor) or (family, ancestor_run(s.ancestor), s.faithful_softmax, s.head)
+    return BUILT_BY.get(s.ancestor) or (family, ancestor_run(s.ancestor), s.faithful_softmax, s.head,
+                                        collective_key(s.collective))
 
 
 @register("learngene-continual", "Study: learngene (the paper's continual ancestor) as a study row, which records "
