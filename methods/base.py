@@ -181,6 +181,21 @@ class Method(abc.ABC):
         return family
 
     @classmethod
+    def cost_ratio(cls, settings: Any, reference: Any, image_size: int) -> tuple[float, float | None]:
+        """(episodes, build) cost of `settings` over `reference` (a recorded method's settings, without
+        a cell's options): what the cost model scales a time recorded at `reference` by; a build ratio
+        of None = not comparable (the cell's artifact group is priced by its own record). Default: the
+        individual network's training FLOPs when the width differs (for both: a base training on the
+        method's backbone scales alike), else 1."""
+        w, w0 = getattr(settings, "width", None), getattr(reference, "width", None)
+        if w is None or w0 is None or w == w0:
+            return 1.0, 1.0
+        from methods.flops import individual_train_flops
+
+        r = individual_train_flops(float(w), image_size) / individual_train_flops(float(w0), image_size)
+        return r, r
+
+    @classmethod
     def facts(cls, name: str) -> MethodFacts:
         """The facts of this class registered as `name`: class attributes, then `variant_facts[name]`."""
         values = {k: getattr(cls, k) for k in FACT_NAMES}

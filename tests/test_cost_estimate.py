@@ -46,11 +46,12 @@ def test_cell_costs_scale_recorded_episodes_by_planned_episodes():
     rec = Recorded({("table3", "m", "10"): 2.0, ("table3", "m", "20"): 4.0}, {"m": 30.0, "k": 50.0})
     prof = {"episodes": {"tasks": 25}, "experiments": {"fig6": {"tasks": 15}}}
     cells = [Cell("table3", "m", {"shots": 10}), Cell("table3", "m", {"shots": 5}), Cell("fig6", "m", {"shots": 20}),
-             Cell("table3", "x", {"shots": 10})]
+             Cell("fig6", "m", {"shots": 5}), Cell("table3", "x", {"shots": 10})]
     costs = cell_costs(cells, prof, rec, lambda c: "g", {"m": "g", "k": "g"}, fallback=lambda c: (7.0, 0.0))
     got = [(costs[id(c)].episodes_s, costs[id(c)].basis) for c in cells]
-    assert got == [(50.0, "recorded"), (75.0, "recorded (other shots)"), (45.0, "recorded (other experiment)"),
-                   (7.0, "MAC model")]
+    # another experiment: its shots' record (20 shots: 4.0 s), else the mean of the method's (3.0 s)
+    assert got == [(50.0, "recorded"), (75.0, "recorded (other shots)"), (60.0, "recorded (other experiment)"),
+                   (45.0, "recorded (other experiment)"), (7.0, "MAC model")]
     # the group's build is the largest of its methods' (the one that recorded it may be absent)
     assert {costs[id(c)].build_s for c in cells} == {50.0}
 
@@ -119,3 +120,102 @@ def test_recorded_seconds_are_rescaled_only_on_another_cpu_class(quick_spec, tmp
     other = CostPlan(quick_spec, cells, tmp_path)
     assert calls and other.scale == pytest.approx(2.0) and "x 2.00" in other.cpu_note
     assert other.costs[id(cells[0])].episodes_s == pytest.approx(2 * same.costs[id(cells[0])].episodes_s)
+
+
+def test_a_cell_with_options_is_priced_by_its_methods_cost_ratio(tmp_path):
+    """Records are of cells without options: a wider cell costs the record times the FLOP ratio, and a cell
+    whose options make another artifact group (another collective run) builds what the plain group
+    recorded times the build ratio."""
+    rec = Recorded({("table3", "m", "10"): 2.0}, {"m": 100.0})
+    prof = {"episodes": {"tasks": 10}}
+    plain = Cell("why", "m", {"shots": 10})
+    wide = Cell("why", "m", {"shots": 10, "method_options": {"width": 0.5}})
+
+    def group(c):
+        return ("g", c.params.get("method_options", {}).get("width"))
+
+    costs = cell_costs([plain, wide], prof, rec, group, {"m": ("g", None)}, ratio=lambda c, ref: (3.0, 4.0))
+    assert costs[id(plain)].episodes_s == 20.0 and costs[id(plain)].build_s == 100.0
+    assert costs[id(wide)].episodes_s == 60.0 and costs[id(wide)].build_s == 400.0
+    # a build ratio of None: not comparable, so the cell's group is priced as `group_builds` prices it
+    # (its methods' and kin's records), not scaled from the plain group's
+    rec = Recorded({("table3", "m", "10"): 2.0}, {"m": 100.0, "k": 70.0})
+    costs = cell_costs([wide], prof, rec, group, {"m": ("g", None), "k": ("g", 0.5)}, ratio=lambda c, ref: (3.0, None))
+    assert costs[id(wide)].episodes_s == 60.0 and costs[id(wide)].build_s == 100.0
+
+
+def test_a_method_with_no_record_is_priced_by_its_nearest_recorded_kin():
+    from bench.cost.estimate import recorded_kin
+
+    recorded = {"learngene", "learngene-ewc0", "collective-ncm", "scratch"}
+    assert recorded_kin("learngene-continual", recorded) == "learngene"  # a subclass; the plain registration
+    assert recorded_kin("ancestor-ncm-joint", recorded) == "collective-ncm"
+    assert recorded_kin("protonet", recorded) is None  # nothing of its class or family recorded
+    rec = Recorded({("table3", "learngene", "10"): 2.0}, {"learngene": 600.0})
+    cell = Cell("why", "learngene-joint", {"shots": 10})
+    costs = cell_costs([cell], {"episodes": {"tasks": 10}}, rec, lambda c: c.method, {"learngene": "learngene"},
+                       reference_of=lambda c: Cell("why", "learngene", {"shots": 10}), ratio=lambda c, ref: (1.0, 1.5))
+    assert costs[id(cell)].episodes_s == 20.0 and costs[id(cell)].build_s == 900.0
+    assert costs[id(cell)].basis == "recorded (other experiment), of learngene"
+
+
+def test_ancestor_builds_compare_by_what_each_trains():
+    from bench.profiles import method_settings
+    from methods.learngene.stages import ancestor_build_ratio
+
+    prof = resolve(load_profile("quick"), 32)
+    paper = method_settings(prof, "learngene")
+    assert ancestor_build_ratio(method_settings(prof, "learngene-continual"), paper, 32) == 1.0
+    assert ancestor_build_ratio(method_settings(prof, "learngene-random"), paper, 32) == 0.0  # nothing trained
+    joint = ancestor_build_ratio(method_settings(prof, "learngene-joint"), paper, 32)
+    assert 1.0 < joint < 3.0  # the same image passes, all at the final (widest) widths
+    assert ancestor_build_ratio(method_settings(prof, "learngene-pretrained"), paper, 32) is None  # finetune's build
+
+
+def test_cost_ratio_hooks_follow_the_flops_of_width_and_collective_run():
+    from methods import registry
+    from methods.learngene.collective_facts import planned_training_flops
+    from methods.settings import replace
+
+    prof = resolve(load_profile("quick"), 32)
+    from bench.profiles import method_settings
+
+    s = method_settings(prof, "scratch")
+    assert registry.entry("scratch").factory.cost_ratio(s, s, 32) == (1.0, 1.0)
+    ep, build = registry.entry("scratch").factory.cost_ratio(replace(s, "options", width=0.5), s, 32)
+    assert 3.0 < ep < 4.5 and build == ep  # about width^2: the convs' channels in and out both double
+    lg = method_settings(prof, "learngene-continual")
+    slow = replace(lg, "options", **{"collective.epochs": 30})
+    assert registry.entry("learngene-continual").factory.cost_ratio(slow, lg, 32) == (1.0, pytest.approx(3.0))
+    wide = replace(lg, "options", **{"width": 0.5, "collective.width": 0.5})
+    ep, build = registry.entry("learngene-continual").factory.cost_ratio(wide, lg, 32)
+    assert build == pytest.approx(planned_training_flops(wide.collective, 32) / planned_training_flops(lg.collective, 32))
+    assert 3.0 < build < 4.5 and 3.0 < ep < 4.5
+
+
+def test_the_study_profile_is_priced_by_quicks_records():
+    from bench.cost.estimate import equivalent_profile
+
+    assert equivalent_profile(resolve(load_profile("study"), 64)) == "quick"
+    assert equivalent_profile(resolve(load_profile("quick"), 32)) == "study"  # the same networks, both ways
+    assert equivalent_profile(resolve(load_profile("smoke"), 32)) is None
+    changed = resolve(load_profile("study"), 32)
+    changed["collective"] = {**changed["collective"], "epochs": 11}
+    assert equivalent_profile(changed) is None  # other networks: quick's times do not stand for them
+
+
+def test_a_group_built_by_a_finished_cell_of_the_store_is_not_charged(quick_spec, tmp_path):
+    from bench.cost.estimate import CostPlan
+    from bench.store import ResultsStore
+
+    cells = [Cell("table3", "protonet", {"pool": "novel", "shots": 10, "seed": 0})]
+    fresh = CostPlan(quick_spec, cells, tmp_path)
+    assert fresh.costs[id(cells[0])].build_s > 0 and not fresh.built
+    config = {"experiment": "table3", "method": "protonet", "params": {"pool": "novel", "shots": 20, "seed": 0},
+              "dataset": "tiny-imagenet", "image_size": 32, "profile": {"name": "quick"}}
+    ResultsStore(tmp_path).write(config, {"rows": [], "wall_s": 1.0})
+    no_cache = CostPlan(quick_spec, cells, tmp_path)
+    assert no_cache.costs[id(cells[0])].build_s > 0  # the cells are there, their artifacts are not
+    (tmp_path / "artifacts" / "protonet-x").mkdir(parents=True)
+    cached = CostPlan(quick_spec, cells, tmp_path)
+    assert cached.costs[id(cells[0])].build_s == 0.0 and "already built in the store's cache" in cached.basis()

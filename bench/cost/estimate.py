@@ -8,8 +8,9 @@ ratio of actual to predicted episode seconds.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from bench.cell_env import Cell, RunSpec
@@ -57,6 +58,95 @@ def _mac_fallback(spec: RunSpec):
     return fallback
 
 
+def built_groups(spec: RunSpec, store_root: Path | None, group_of, profiles: set[str | None]) -> set[Hashable]:
+    """The artifact groups (with their artifact seed) of the store's finished cells of this dataset and
+    image size under `profiles` (this one, and one that trains the same networks), when the store
+    still holds its artifact cache: their builds are done, so a cell of theirs only loads them."""
+    if store_root is None or not any((Path(store_root) / "artifacts").glob("*")):
+        return set()
+    from bench.store import ResultsStore
+
+    out: set[Hashable] = set()
+    for _, config in ResultsStore(store_root).intact():
+        if (config.get("dataset"), config.get("image_size")) != (spec.dataset, spec.image_size) or \
+                config.get("profile", {}).get("name") not in profiles:
+            continue
+        try:
+            out.add(group_of(Cell(config["experiment"], config["method"], config.get("params", {}))))
+        except Exception:  # noqa: BLE001 - a cell of a method since removed or renamed: no group
+            continue
+    return out
+
+
+#: Top-level profile keys that change no network a cell trains (their cells' times are alike).
+NOT_TRAINING = ("name", "description", "experiments")
+
+
+def equivalent_profile(profile: dict) -> str | None:
+    """The built-in profile this one equals outside `NOT_TRAINING` (and the image size, which a record
+    is grouped by anyway), whose recorded times then stand for its own: the study profile is quick's
+    networks with more experiments, so quick's base trainings and episodes price its cells."""
+    from bench.profiles import load_profile, profile_names
+
+    def trains(p: dict) -> dict:
+        out = {k: v for k, v in p.items() if k not in NOT_TRAINING}
+        out["data"] = {k: v for k, v in out.get("data", {}).items() if k != "image_size"}
+        return out
+
+    mine = trains(profile)
+    for name in profile_names():
+        if name != profile.get("name") and trains(load_profile(name)) == mine:
+            return name
+    return None
+
+
+def recorded_kin(method: str, recorded: set[str]) -> str | None:
+    """The recorded method nearest `method` by class (its own class first, then each base class in
+    method-resolution order), of the same family, with the fewest registered overrides: whose times
+    price a method with none of its own (a study variant of learngene, a probe of another ancestor)."""
+    from methods import registry
+
+    entry = registry.entry(method)
+    for base in entry.factory.__mro__:
+        kin = [n for n in sorted(recorded) if n in registry.names() and registry.entry(n).factory is base
+               and registry.entry(n).family == entry.family]
+        if kin:
+            return min(kin, key=lambda n: len(registry.entry(n).options))
+    return None
+
+
+def _reference_cells(rec) -> Callable[[Cell], Cell]:
+    """A cell's reference for pricing: itself without its options (what the records are of), as its
+    `recorded_kin` when its own method has no record."""
+    from bench.cost.model import _without_options
+
+    recorded = {m for _, m, _ in rec.episode_s}
+
+    def reference(cell: Cell) -> Cell:
+        plain = _without_options(cell)
+        if cell.method in recorded:
+            return plain
+        kin = recorded_kin(cell.method, recorded)
+        return Cell(plain.experiment, kin, plain.params) if kin else plain
+    return reference
+
+
+def _cost_ratio(spec: RunSpec) -> Callable[[Cell, Cell], tuple[float, float | None]]:
+    """A cell's (episodes, build) cost over its reference cell's, by the cell's method's hook
+    (`Method.cost_ratio`: the individual's width, the collective run's planned FLOPs, the ancestor)."""
+    from bench.cell_env import cell_options
+    from bench.profiles import method_settings
+    from methods import registry
+
+    def ratio(cell: Cell, ref: Cell) -> tuple[float, float | None]:
+        mine = method_settings(spec.profile, cell.method, cell_options(cell))
+        theirs = method_settings(spec.profile, ref.method, cell_options(ref))
+        if type(mine) is not type(theirs):
+            return 1.0, 1.0
+        return registry.entry(cell.method).factory.cost_ratio(mine, theirs, spec.image_size)
+    return ratio
+
+
 class CostPlan:
     """Predicted costs of a list of cells on this machine, and what they rest on."""
 
@@ -67,8 +157,9 @@ class CostPlan:
         self.spec, self.cells = spec, cells
         # the records are CPU times: a GPU run gets the MAC model at a GPU's throughput
         group = (spec.dataset, spec.image_size, spec.profile.get("name") if spec.device == "cpu" else None)
-        self.rec = load_recorded(group, store_root,
-                                 build_passes=lambda m: _build_passes(spec.profile, m))
+        self.alias = equivalent_profile(spec.profile)
+        self.rec = load_recorded(group, store_root, build_passes=lambda m: _build_passes(spec.profile, m),
+                                 alias=self.alias)
         self.group_of = lambda c: artifact_group(spec, c)
         cpu = cpu_class()
         self.scale, self.cpu_note = 1.0, f"same CPU class as the record ({cpu}): no calibration"
@@ -78,13 +169,25 @@ class CostPlan:
             self.cpu_note = (f"CPU {cpu}, the record's {self.rec.cpu}: recorded seconds x {self.scale:.2f} "
                              f"(calibration workload {now:.2f} s here, {self.rec.calibration_s:.2f} s there)")
         self.costs: dict[int, CellCost] = cell_costs(cells, spec.profile, self.rec, self.group_of,
-                                                     _method_groups(spec), self.scale, _mac_fallback(spec))
+                                                     _method_groups(spec), self.scale, _mac_fallback(spec),
+                                                     _reference_cells(self.rec), _cost_ratio(spec))
+        # a group a finished cell of this store built is in its artifact cache: loading it costs no build
+        self.built = built_groups(spec, store_root, self.group_of, {spec.profile.get("name"), self.alias})
+        for k, cc in self.costs.items():
+            if cc.build_key in self.built:
+                self.costs[k] = dataclasses.replace(cc, build_s=0.0)
 
     def build_seconds(self) -> dict[Hashable, float]:
         """Predicted seconds of each artifact group's build: the pool starts the longest first."""
         return {cc.build_key: cc.build_s for cc in self.costs.values()}
 
     def basis(self) -> str:
+        cached = {self.costs[id(c)].build_key for c in self.cells} & self.built
+        note = (f"; {len(cached)} artifact group{'s' if len(cached) > 1 else ''} already built in the store's cache "
+                "(a finished cell of theirs): not charged") if cached else ""
+        return self._basis() + note
+
+    def _basis(self) -> str:
         n = Counter(self.costs[id(c)].basis for c in self.cells)
         mac = sorted({c.method for c in self.cells if self.costs[id(c)].basis == "MAC model"})
         if not self.rec.episode_s:

@@ -6,11 +6,16 @@ runs.csv, and each row's base training in docs/evidence/cost.md). The basis, in 
 
 - episodes: the mean recorded seconds per episode of (experiment, method, shots) in the target store's
   runs.csv, else in `reference.json` (committed, from results/runs.csv), else of (experiment, method),
-  else of the method in any experiment; times the episodes the cell plans. A method with no record at
+  else of (method, shots) in another experiment, else of the method in any experiment; times the
+  episodes the cell plans. A profile that trains the same networks as a recorded one (the study and
+  quick) is priced by that one's records too (`bench.cost.estimate.equivalent_profile`). A method with no record at
   all falls back to the MAC model (`bench.cost.macs`), and the estimate says so.
 - artifact builds: the methods' recorded base training (`reference.json`, from docs/evidence/cost.md; a
   store's cells carry it too: cell wall_s minus its episodes), summed per artifact group
-  (`Method.artifact_group`), paid by the first of the group's cells a worker takes.
+  (`Method.artifact_group`), paid by the first of the group's cells a worker takes; nothing for a group
+  a finished cell of the store already built (its artifact is cached).
+- a cell's settings options (another width, another collective run): the records of the cell without
+  them times `Method.cost_ratio` (FLOP ratios of the individual network and of the collective run).
 - another CPU: every recorded second is scaled by a few-second calibration (a fixed forward/backward
   workload timed now against its time on the reference CPU).
 
@@ -81,15 +86,17 @@ def episode_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -
 
 
 def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, reference: Path = REFERENCE,
-                  build_passes: Callable[[str], float] | None = None) -> Recorded:
+                  build_passes: Callable[[str], float] | None = None, alias: str | None = None) -> Recorded:
     """The reference table's times when it was recorded for `group` (dataset, image size, profile
     name), else none; with the per-episode times of that group in `store_root`'s runs.csv over them
     (a store written on this machine is the best record of its own cells). A method's recorded build
     is scaled by its hooks' image passes now over those recorded (`build_passes(method)`; a budget
-    changed since), where both are known."""
+    changed since), where both are known. `alias`: another profile whose records stand for this one's
+    (it trains the same networks: `equivalent_profile`); its times come first, this profile's own over them."""
     ref = json.loads(reference.read_text())
     rec = Recorded(source="no record", cpu=ref["cpu"], calibration_s=ref.get("calibration_s"))
-    if (ref["dataset"], ref["image_size"], ref["profile"]) == tuple(group):
+    names = {group[2], alias} - {None}
+    if (ref["dataset"], ref["image_size"]) == tuple(group[:2]) and ref["profile"] in names:
         rec.episode_s = {tuple(k.split("|")): v for k, v in ref["episode_s"].items()}
         rec.build_s = dict(ref["build_s"])
         rec.source = "bench/cost/reference.json"
@@ -99,7 +106,8 @@ def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, r
                 rec.build_s[m] *= now / then
     runs = store_root / "runs.csv" if store_root else None
     if runs is not None and runs.is_file():
-        own = episode_seconds(runs, group)
+        own = episode_seconds(runs, (*group[:2], alias)) if alias else {}
+        own.update(episode_seconds(runs, group))
         if own:
             rec.episode_s.update(own)
             rec.source = f"{runs}'s episodes, builds from {rec.source}"
@@ -133,35 +141,63 @@ def group_builds(cells: Iterable[Cell], rec: Recorded, group_of: Callable[[Cell]
 
 def cell_costs(cells: list[Cell], profile: dict, rec: Recorded, group_of: Callable[[Cell], Hashable],
                method_groups: dict[str, Hashable], scale: float = 1.0,
-               fallback: Callable[[Cell], tuple[float, float]] | None = None) -> dict[int, CellCost]:
+               fallback: Callable[[Cell], tuple[float, float]] | None = None,
+               reference_of: Callable[[Cell], Cell] | None = None,
+               ratio: Callable[[Cell, Cell], tuple[float, float | None]] | None = None) -> dict[int, CellCost]:
     """Predicted cost of each cell (keyed by id). `fallback(cell)` gives (episode s, build s) from the
-    MAC model for a method with no record; `scale` converts reference-CPU seconds to this CPU's."""
-    builds = group_builds(cells, rec, group_of, method_groups)
+    MAC model for a method with no record; `scale` converts reference-CPU seconds to this CPU's.
+
+    A cell is priced by the records of its reference cell (`reference_of`, default: the cell without its
+    settings options, which the records are of; `bench.cost.estimate` also takes a recorded kin method
+    for a method with no record), times `ratio(cell, reference)`: (episodes, build) cost of the one over
+    the other (`Method.cost_ratio`: another width, another collective run, another ancestor). A cell
+    whose artifact group is not its reference's builds what the reference's group recorded, times the
+    build ratio (or, when the ratio is None, what its own group recorded)."""
+    refs = {id(c): (reference_of or _without_options)(c) for c in cells}
+    builds = group_builds([*cells, *refs.values()], rec, group_of, method_groups)
     by_em: dict[tuple[str, str], list[float]] = defaultdict(list)
     by_m: dict[str, list[float]] = defaultdict(list)
-    for (e, m, _), v in rec.episode_s.items():
+    by_ms: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (e, m, k), v in rec.episode_s.items():
         by_em[(e, m)].append(v)
         by_m[m].append(v)
+        by_ms[(m, k)].append(v)
+
+    def per_episode(key: tuple[str, str, str]) -> tuple[float | None, str]:
+        if key in rec.episode_s:
+            return rec.episode_s[key], "recorded"
+        if by_em.get(key[:2]):
+            return sum(by_em[key[:2]]) / len(by_em[key[:2]]), "recorded (other shots)"
+        if by_ms.get(key[1:]):  # the same shots in another experiment (Figure 4's 100 shots are not alike)
+            return sum(by_ms[key[1:]]) / len(by_ms[key[1:]]), "recorded (other experiment)"
+        if by_m.get(key[1]):
+            return sum(by_m[key[1]]) / len(by_m[key[1]]), "recorded (other experiment)"
+        return None, "MAC model"
+
     out = {}
     for c in cells:
-        key = (c.experiment, c.method, _shots_key(c.params.get("shots")))
+        ref = refs[id(c)]
+        per, basis = per_episode((ref.experiment, ref.method, _shots_key(ref.params.get("shots"))))
+        if ref.method != c.method and per is not None:
+            basis = f"{basis}, of {ref.method}"
         n = planned_episodes(c, profile)
-        if key in rec.episode_s:
-            per, basis = rec.episode_s[key], "recorded"
-        elif by_em.get(key[:2]):
-            per, basis = sum(by_em[key[:2]]) / len(by_em[key[:2]]), "recorded (other shots)"
-        elif by_m.get(c.method):
-            per, basis = sum(by_m[c.method]) / len(by_m[c.method]), "recorded (other experiment)"
-        else:
-            per, basis = None, "MAC model"
+        ep_ratio, build_ratio = ratio(c, ref) if ratio and ref is not c else (1.0, 1.0)
+        g, g0 = group_of(c), group_of(ref)
+        build = builds.get(g, 0.0) if g == g0 or build_ratio is None else builds.get(g0, 0.0) * build_ratio
+        build_ratio = 1.0 if build_ratio is None else build_ratio
         if per is None and fallback is not None:
-            ep, build = fallback(c)
-            g = group_of(c)
-            out[id(c)] = CellCost(ep, g, max(build, builds.get(g, 0.0) * scale), basis)
+            ep, mac_build = fallback(c)
+            out[id(c)] = CellCost(ep * ep_ratio, g, max(mac_build * build_ratio, build * scale), basis)
             continue
-        g = group_of(c)
-        out[id(c)] = CellCost((per or 0.0) * n * scale, g, builds.get(g, 0.0) * scale, basis)
+        out[id(c)] = CellCost((per or 0.0) * n * scale * ep_ratio, g, build * scale, basis)
     return out
+
+
+def _without_options(cell: Cell) -> Cell:
+    """The cell as it would be without its settings options (what the records are of)."""
+    if not cell.params.get("method_options"):
+        return cell
+    return Cell(cell.experiment, cell.method, {k: v for k, v in cell.params.items() if k != "method_options"})
 
 
 @dataclass

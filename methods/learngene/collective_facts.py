@@ -5,21 +5,21 @@ Why a module of its own: the compute is a property of the ancestor's run (its Ne
 the network task by task, so every task costs more than the last), not of an episode; the scale
 experiment (bench/experiments/scale.py) records it once per cell beside the accuracies.
 
-FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (PyTorch's own per-operator counts:
-2 per multiply-accumulate of convolutions and matrix products; BatchNorm, ReLU and pooling are not
-counted) on one forward and backward pass of the network at each task's widths, times the image
-passes of that task (epochs x its train images). Evaluation passes and the optimiser step are left out.
+FLOPs are counted by `methods.flops` (PyTorch's FlopCounterMode on the meta device) on one forward and
+backward pass of the network at each task's widths, times the image passes of that task (epochs x its
+train images). Evaluation passes and the optimiser step are left out.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet
+from methods import flops
+from methods.backbones import COLLECTIVE_POOL_AFTER, COLLECTIVE_WIDTHS, FC_WIDTH, CollectiveNet, scaled
+from methods.learngene.collective import widening_schedule
 from methods.learngene.openworld import continual_metrics
+from methods.settings import CollectiveSettings
 
 
 def widths_per_task(initial: Sequence[int], schedule: Mapping[str, Sequence[Sequence[int]]],
@@ -36,16 +36,29 @@ def widths_per_task(initial: Sequence[int], schedule: Mapping[str, Sequence[Sequ
 
 def train_flops_per_image(widths: Sequence[int], image_size: int, n_outputs: int, fc_width: int,
                           pool_after: Sequence[int] = COLLECTIVE_POOL_AFTER) -> int:
-    """FLOPs of one image's forward and backward pass through a collective network of these widths.
-    Counted on the meta device (shapes only: no arithmetic, no memory) with the global RNG forked, so
-    counting never moves the random stream a cell's training reads afterwards."""
-    counter = FlopCounterMode(display=False)
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        net = CollectiveNet(n_outputs, image_size, widths=list(widths), width=1.0, fc_width=fc_width,
-                            pool_after=tuple(pool_after)).eval()
-        with counter:
-            net(torch.zeros(1, 3, image_size, image_size)).sum().backward()
-    return int(counter.get_total_flops())
+    """FLOPs of one image's forward and backward pass through a collective network of these widths."""
+    return _train_flops(tuple(int(w) for w in widths), int(image_size), int(n_outputs), int(fc_width),
+                        tuple(int(p) for p in pool_after))
+
+
+@functools.lru_cache(maxsize=4096)
+def _train_flops(widths: tuple[int, ...], image_size: int, n_outputs: int, fc_width: int,
+                 pool_after: tuple[int, ...]) -> int:
+    return flops.train_flops_per_image(lambda: CollectiveNet(n_outputs, image_size, widths=list(widths), width=1.0,
+                                                             fc_width=fc_width, pool_after=pool_after), image_size)
+
+
+def planned_training_flops(c: CollectiveSettings, image_size: int) -> float:
+    """`training_flops` of the run these settings would train, before training it (the cost model's
+    ratio between two collective runs): every task's 5 x `images_per_class` images x `epochs` at the
+    widths the Net2Wider schedule gives it (a task-local head of `head_classes`, else 100 outputs)."""
+    start = [scaled(w, c.width) for w in COLLECTIVE_WIDTHS]
+    sched = {str(k): v for k, v in widening_schedule(c.schedule, c.widen_until, c.width, c.tasks).items()}
+    per_task = widths_per_task(start, sched, c.tasks)
+    images = c.classes_per_task * (c.images_per_class or 500)
+    fc = scaled(FC_WIDTH, c.width)
+    return float(sum(c.epochs * images * train_flops_per_image(w, image_size, c.head_classes or 100, fc)
+                     for w in per_task))
 
 
 def training_flops(art: Mapping[str, Any], train_images: Sequence[int], epochs: int, through_task: int,
@@ -69,3 +82,13 @@ def ancestor_facts(art: Mapping[str, Any], train_images: Sequence[int], epochs: 
     return {"ancestor_train_flops": training_flops(art, train_images, epochs, through_task, initial_widths),
             "ancestor_task_acc": float(sum(R[t][t] for t in range(len(R))) / len(R)),
             "ancestor_final_acc": continual_metrics(R)["avg_acc"]}
+
+
+def planned_joint_flops(c: CollectiveSettings, image_size: int, n_classes: int = 64) -> float:
+    """Training FLOPs of the jointly trained control (`controls.joint_artifact`): the continual run's
+    image passes, all at its final widths, with one output per base class."""
+    from methods.learngene.controls import final_widths
+
+    images = c.tasks * c.classes_per_task * (c.images_per_class or 500)
+    return float(c.epochs * images * train_flops_per_image(final_widths(c), image_size, n_classes,
+                                                           scaled(FC_WIDTH, c.width)))

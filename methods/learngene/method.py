@@ -18,7 +18,13 @@ from methods.backbones import count_params
 from methods.base import EpisodeData, EpisodeResult, Method, SourceData
 from methods.learngene.ewc import EWCPenalty, fisher_diagonal
 from methods.learngene.inherit import build_individual, extract_learngene, gene_param_names
-from methods.learngene.stages import ANCESTORS, ancestor_run, collective_key, collective_passes
+from methods.learngene.stages import (
+    ANCESTORS,
+    ancestor_build_ratio,
+    ancestor_run,
+    collective_key,
+    collective_passes,
+)
 from methods.registry import register
 from methods.settings import MIN_IMAGE_SIZE, LearngeneSettings
 from methods.stacked import StackedEpisodes, StackedIndividualNet, episode_result, stack_named
@@ -77,6 +83,15 @@ class Learngene(StackedEpisodes, Method):
     @classmethod
     def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
         return collective_passes(profile)
+
+    @classmethod
+    def cost_ratio(cls, settings: LearngeneSettings, reference: LearngeneSettings,
+                   image_size: int) -> tuple[float, float | None]:
+        """Episodes as any support-set trainer (the individual's width); the build is the ancestor's: its
+        planned training FLOPs over the reference's (the scale trend's collective runs, the study's
+        jointly trained and random ancestors: `stages.ancestor_build_ratio`)."""
+        episodes, _ = super().cost_ratio(settings, reference, image_size)
+        return episodes, ancestor_build_ratio(settings, reference, image_size)
 
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:

@@ -32,6 +32,7 @@ from methods.learngene.collective import architecture_of
 from methods.learngene.stages import (
     ANCESTORS,
     AncestorState,
+    ancestor_build_ratio,
     ancestor_run,
     checkpoint_entry,
     collective_artifact,
@@ -100,6 +101,13 @@ class CollectiveNCM(Method):
     @classmethod
     def ancestor_passes(cls, profile: Mapping[str, Any]) -> float:
         return collective_passes(profile)
+
+    @classmethod
+    def cost_ratio(cls, settings: LearngeneSettings, reference: LearngeneSettings,
+                   image_size: int) -> tuple[float, float | None]:
+        """Its build is its ancestor's, as learngene's (`stages.ancestor_build_ratio`); its episodes
+        train nothing."""
+        return 1.0, ancestor_build_ratio(settings, reference, image_size)
 
     @classmethod
     def artifact_group(cls, family: str, settings: LearngeneSettings) -> tuple:

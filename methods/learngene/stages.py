@@ -27,7 +27,7 @@ import torch
 from methods.backbones import scaled
 from methods.base import SourceData
 from methods.learngene.collective import initial_widths, train_collective
-from methods.learngene.collective_facts import ancestor_facts
+from methods.learngene.collective_facts import ancestor_facts, planned_joint_flops, planned_training_flops
 from methods.learngene.controls import joint_artifact, random_artifact, trunk_entry
 from methods.learngene.openworld import open_world_stage
 from methods.pretrain import pretrained_backbone
@@ -245,6 +245,29 @@ ANCESTORS: dict[str, AncestorBuilder] = {
     "pretrained-individual": pretrained_individual,
     "random": random,
 }
+
+#: Ancestor name -> the planned training FLOPs of what its builder trains, for the cost model's ratio
+#: between two ancestors' builds (`ancestor_build_ratio`); an ancestor not here (another family builds it,
+#: or its cost is its own record) is priced by its group's own record.
+ANCESTOR_FLOPS: dict[str, Callable[[LearngeneSettings, int], float]] = {
+    "continual": lambda s, px: planned_training_flops(s.collective, px),
+    "open-world": lambda s, px: planned_training_flops(s.collective, px),  # reuses the continual run
+    "joint": lambda s, px: planned_joint_flops(s.collective, px),
+    "random": lambda s, px: 0.0,  # an initialisation: nothing trained
+}
+
+
+def ancestor_build_ratio(s: LearngeneSettings, ref: LearngeneSettings, image_size: int) -> float | None:
+    """The build of `s`'s ancestor over `ref`'s (1 when both are the same run; None when either has no
+    `ANCESTOR_FLOPS`: then its own record prices it)."""
+    if (s.ancestor, collective_key(s.collective)) == (ref.ancestor, collective_key(ref.collective)):
+        return 1.0
+    mine, theirs = ANCESTOR_FLOPS.get(s.ancestor), ANCESTOR_FLOPS.get(ref.ancestor)
+    if mine is None or theirs is None:
+        return None
+    base = theirs(ref, image_size)
+    return mine(s, image_size) / base if base > 0 else None
+
 
 #: Ancestors built from another's collective run (cells are scheduled by the run they wait for).
 SHARED_RUN = {"open-world": "continual"}
