@@ -32,7 +32,7 @@ checks: install
 ## study: why learngene loses here (ancestors, inheritance matrix; bench/profiles/study.toml), resumable,
 ## into the committed store ./results beside `make run`'s rows (it reuses their collective model when run
 ## in the same store; the study's rows are not in --method all or checks). Report: tables/why.md.
-STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random
+STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,learngene-random-bn,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random,ancestor-ncm-random-bn
 ## The scale trend (bench/experiments/scale.py; tables/scale.md) follows: widths 0.125 / 0.25 / 0.5 and 3x the
 ## collective epochs at 32 px, and the profile's point at 64 px (about 5 CPU-hours more: each point trains its
 ## own collective model).

@@ -1,10 +1,11 @@
-"""Issue 22's control ancestors (`joint`, `pretrained-individual`, `random`) and their probes.
+"""Issue 22's control ancestors (`joint`, `pretrained-individual`, `random`, `random-bn`) and their probes.
 
 Guards: each builder is deterministic and cached by its settings (built twice: trained once; a fresh
 cache: the same tensors); the jointly trained network has the continual run's final widths, sees
 only base-class train images (a spy on the images it reads) and exactly the continual run's image
 passes; the pre-trained individual is the fine-tuning baseline's own artifact (no second build) with
-its 7 conv blocks under `blocks.0..6`; the per-ancestor probes run through the ancestor's blocks.
+its 7 conv blocks under `blocks.0..6`; the recalibrated random network has the random one's weights
+and BN statistics of base images; the per-ancestor probes run through the ancestor's blocks.
 """
 from __future__ import annotations
 
@@ -72,6 +73,23 @@ def test_joint_sees_only_base_train_images_for_the_continual_runs_passes(source,
     assert list(joint.widths) == continual["final"]["widths"] == controls.final_widths(s.collective)
 
 
+def test_random_bn_is_the_random_network_with_base_image_bn_statistics(source, tmp_path):
+    s = method_settings(study_profile(), "learngene", {"ancestor": "random-bn"})
+    cache = ArtifactCache(tmp_path)
+    bn = ANCESTORS["random-bn"](source, s, cache, "cpu")
+    built = list(cache.built)
+    raw = ANCESTORS["random"](source, method_settings(study_profile(), "learngene", {"ancestor": "random"}), cache, "cpu")
+    assert cache.built == built and len(built) == 2  # the random network, then its recalibration: each once
+    for k, v in raw.state.items():
+        if k.endswith((".0.weight", ".0.bias", ".1.weight", ".1.bias")):
+            assert torch.equal(bn.state[k], v), k  # weights untouched
+    for i in range(len(bn.widths)):
+        mean, var = bn.state[f"blocks.{i}.1.running_mean"], bn.state[f"blocks.{i}.1.running_var"]
+        assert torch.equal(raw.state[f"blocks.{i}.1.running_mean"], torch.zeros_like(mean))  # fresh: 0 / 1
+        assert mean.abs().max() > 0 and not torch.allclose(var, torch.ones_like(var))  # now of base images
+    assert _equal(bn, ANCESTORS["random-bn"](source, s, ArtifactCache(tmp_path / "b"), "cpu"))  # deterministic
+
+
 def test_pretrained_individual_is_the_fine_tuning_baselines_network(source, tmp_path):
     prof = study_profile()
     cache = ArtifactCache(tmp_path)
@@ -85,7 +103,8 @@ def test_pretrained_individual_is_the_fine_tuning_baselines_network(source, tmp_
     assert torch.equal(predict(AncestorTrunk(anc), x, torch.device("cpu")), predict(ft.encoder, x, torch.device("cpu")))
 
 
-@pytest.mark.parametrize("name", ["ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random"])
+@pytest.mark.parametrize("name", ["ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random",
+                                  "ancestor-ncm-random-bn"])
 def test_each_ancestor_probe_classifies_novel_queries_through_its_blocks(name, source, tmp_path):
     prof = study_profile()
     m = registry.get(name)

@@ -27,8 +27,8 @@ from methods.settings import replace, to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-STUDY = {"learngene-continual", "learngene-joint", "learngene-pretrained", "learngene-random", "finetune-full", "ancestor-ncm-joint",
-         "ancestor-ncm-pretrained", "ancestor-ncm-random"}
+STUDY = {"learngene-continual", "learngene-joint", "learngene-pretrained", "learngene-random", "learngene-random-bn",
+         "finetune-full", "ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random", "ancestor-ncm-random-bn"}
 OPTIONS = {"": None, "checkpoint": {"checkpoint": 2}, "uniform": {"collective.uniform_width": 64}}
 
 

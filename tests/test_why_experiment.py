@@ -19,7 +19,8 @@ from bench.profiles import PROFILE_DIR, load_profile
 
 torch.set_num_threads(1)
 STUDY_ROWS = ["scratch", "finetune", "finetune-full", "learngene-continual", "learngene-joint", "learngene-pretrained",
-              "learngene-random", "collective-ncm", "ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random"]
+              "learngene-random", "learngene-random-bn", "collective-ncm", "ancestor-ncm-joint", "ancestor-ncm-pretrained",
+              "ancestor-ncm-random", "ancestor-ncm-random-bn"]
 
 
 def _spec(profile: dict) -> RunSpec:
@@ -46,8 +47,9 @@ def test_why_runs_only_under_a_profile_that_asks_for_it():
     labels = [row for row, seed in labels if seed == min(seeds)]
     assert "learngene-continual [k=3 top]" in labels and "learngene-joint [k=6 top]" in labels
     assert "learngene-random [k=3 middle frozen]" in labels and "learngene-continual [k=3 top matched px]" in labels
-    # 3 references + 4 probes + 4 ancestors + 2 x 5 other k + 3 x 3 x 2 positions less the 3 shared top rows + 2
-    assert len(labels) == 3 + 4 + 4 + 10 + 15 + 2 and len(cells) == len(labels) * len(seeds)
+    # 3 references + 5 probes + 5 ancestors + 2 x 5 other k + 4 x 3 x 2 positions less the 4 shared top rows + 2
+    assert len(labels) == 3 + 5 + 5 + 10 + 20 + 2 and len(cells) == len(labels) * len(seeds)
+    assert "learngene-random-bn [k=3 front frozen]" in labels and "ancestor-ncm-random-bn" in labels
     assert {c.method for c in why.cells(_spec(load_profile("study")), ["scratch", "learngene-joint"])} == {"scratch", "learngene-joint"}
 
 

@@ -2,7 +2,8 @@
 novel episodes (the same seeds and episodes as Table 3, so every row is paired with scratch).
 
 - Ancestors: learngene from the continual collective model (the paper), from the same network trained
-  jointly, from the fine-tuning baseline's pre-trained network, from a random network; beside each,
+  jointly, from the fine-tuning baseline's pre-trained network, from a random network (with fresh BN
+  statistics, as inherited, and with BN statistics of base-class images); beside each,
   the ancestor's own nearest-class-mean accuracy (its probe); scratch, fine-tuning (frozen features)
   and full fine-tuning (all 7 pre-trained blocks trained) as references.
 - Matrix: k = 1..6 inherited top blocks (k = 0 is scratch exactly), position x ancestor x EWC-trained
@@ -48,15 +49,18 @@ class Settings(ExperimentSettings):
     """Episodes per seed (None = [episodes] tasks)."""
     references: tuple[str, ...] = ("scratch", "finetune", "finetune-full")
     """Rows run as registered: scratch (the paired reference), fine-tuning, full fine-tuning."""
-    ancestors: tuple[str, ...] = ("learngene-continual", "learngene-joint", "learngene-pretrained", "learngene-random")
+    ancestors: tuple[str, ...] = ("learngene-continual", "learngene-joint", "learngene-pretrained", "learngene-random",
+                                  "learngene-random-bn")
     """Learngene variants compared at the top 3 blocks, EWC-trained (one per ancestor)."""
-    probes: tuple[str, ...] = ("collective-ncm", "ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random")
+    probes: tuple[str, ...] = ("collective-ncm", "ancestor-ncm-joint", "ancestor-ncm-pretrained", "ancestor-ncm-random",
+                               "ancestor-ncm-random-bn")
     """Each ancestor's own feature quality (nearest class mean through its blocks)."""
     k_ancestors: tuple[str, ...] = ("learngene-continual", "learngene-joint")
     """Variants whose number of inherited top blocks is swept."""
     ks: tuple[int, ...] = field(default=(1, 2, 3, 4, 5, 6), metadata={"gt": 0})
     """Inherited top blocks (1..6: one fresh front block at least; k = 0 is scratch)."""
-    position_ancestors: tuple[str, ...] = ("learngene-continual", "learngene-joint", "learngene-random")
+    position_ancestors: tuple[str, ...] = ("learngene-continual", "learngene-joint", "learngene-random",
+                                           "learngene-random-bn")
     """Variants whose position x (EWC | frozen) is swept at 3 blocks."""
     positions: tuple[str, ...] = ("front", "middle", "top")
     """Where the 3 blocks are taken from."""

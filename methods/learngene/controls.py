@@ -26,7 +26,7 @@ from methods.pretrain import base_training_set
 from methods.settings import CollectiveSettings
 from methods.training import accuracy, derived_seed, epoch_batches, fit, predict, rng, seeded
 from tasks.augment import train_transform
-from tasks.imageset import TEST_POOL
+from tasks.imageset import TEST_POOL, TRAIN_POOL
 
 CONTROLS_VERSION = 1
 
@@ -132,6 +132,40 @@ def joint_artifact(source: SourceData, c: CollectiveSettings, cache: Any, device
         return {"final": entry_of(net), "log": log, "train_s": time.perf_counter() - t0}
 
     return cache.get_or_build("learngene-joint", key, build)
+
+
+#: Base-class episodes (5-way, 10 shots + 15 queries each) whose images set the recalibrated random
+#: ancestor's BN statistics (as `collective-ncm-random`'s trunk).
+BN_EPISODES = 20
+
+
+def random_bn_artifact(source: SourceData, c: CollectiveSettings, cache: Any) -> dict[str, Any]:
+    """The random control with its BatchNorm running statistics estimated on base-class images (the
+    cumulative average over `BN_EPISODES` episodes; no weight changes): built once and cached."""
+    from methods.episodic import meta_train_tasks, recalibrate_bn
+    from methods.learngene.collective import model_from_state
+
+    widths = final_widths(c)
+    key = {"version": CONTROLS_VERSION, "source": source.fingerprint(), "widths": widths, "bn_episodes": BN_EPISODES}
+
+    def build() -> dict[str, Any]:
+        net = model_from_state(random_artifact(source, c, cache)["final"])
+
+        class Features(nn.Module):  # recalibrate_bn calls its module on images
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.net.features(x)
+
+        have = min(len(source.data.indices(c, TRAIN_POOL)) for c in source.base_ids)
+        shots = min(10, have // 2)  # 10 + 15 per class where the base classes have them (a small test set has fewer)
+        recalibrate_bn(Features(), meta_train_tasks(source, 5, shots, min(15, have - shots), BN_EPISODES,
+                                                    derived_seed(source.seed, "random-ancestor-bn"), torch.device("cpu")))
+        return {"final": entry_of(net.eval())}
+
+    return cache.get_or_build("learngene-random-bn", key, build)
 
 
 def random_artifact(source: SourceData, c: CollectiveSettings, cache: Any) -> dict[str, Any]:

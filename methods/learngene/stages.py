@@ -28,7 +28,7 @@ from methods.backbones import scaled
 from methods.base import SourceData
 from methods.learngene.collective import initial_widths, train_collective
 from methods.learngene.collective_facts import ancestor_facts, planned_joint_flops, planned_training_flops
-from methods.learngene.controls import joint_artifact, random_artifact, trunk_entry
+from methods.learngene.controls import joint_artifact, random_artifact, random_bn_artifact, trunk_entry
 from methods.learngene.openworld import open_world_stage
 from methods.pretrain import pretrained_backbone
 from methods.settings import CollectiveSettings, LearngeneSettings, to_json
@@ -235,6 +235,13 @@ def random(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.d
     return AncestorState.of_entry(random_artifact(source, s.collective, cache)["final"], "random initialisation")
 
 
+def random_bn(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
+    """The random ancestor with BN running statistics estimated on base-class images (weights untouched):
+    is the random ancestor's chance-level probe, and its frozen rows, only its fresh BN statistics?"""
+    return AncestorState.of_entry(random_bn_artifact(source, s.collective, cache)["final"],
+                                  "random initialisation, BN statistics of base images")
+
+
 #: Ancestor name (`LearngeneSettings.ancestor`) -> builder; each builder caches what it trains in
 #: `cache` keyed by its settings, so building twice with equal settings trains once.
 ANCESTORS: dict[str, AncestorBuilder] = {
@@ -244,6 +251,7 @@ ANCESTORS: dict[str, AncestorBuilder] = {
     "joint": joint,
     "pretrained-individual": pretrained_individual,
     "random": random,
+    "random-bn": random_bn,
 }
 
 #: Ancestor name -> the planned training FLOPs of what its builder trains, for the cost model's ratio
@@ -254,6 +262,7 @@ ANCESTOR_FLOPS: dict[str, Callable[[LearngeneSettings, int], float]] = {
     "open-world": lambda s, px: planned_training_flops(s.collective, px),  # reuses the continual run
     "joint": lambda s, px: planned_joint_flops(s.collective, px),
     "random": lambda s, px: 0.0,  # an initialisation: nothing trained
+    "random-bn": lambda s, px: 0.0,  # and a few forward passes for its BN statistics
 }
 
 

@@ -45,6 +45,8 @@ def _group(family: str, s: LearngeneSettings) -> Hashable:
           "network", **_S, ancestor="pretrained-individual")
 @register("learngene-random", "Study: learngene from a randomly initialised collective network", **_S,
           ancestor="random")
+@register("learngene-random-bn", "Study: learngene from the random collective network with BN statistics "
+          "estimated on base-class images", **_S, ancestor="random-bn")
 @register("finetune-full", "Study: all 7 blocks of the fine-tuning baseline's pre-trained network trained on the "
           "support set (fresh head, no EWC)", **_S, ancestor="pretrained-individual", inherit_blocks=7,
           inherit_position="front", ewc_lambda=0.0)
@@ -80,6 +82,9 @@ class LearngeneStudy(Learngene):
           "network", family="learngene", settings=LearngeneSettings, ancestor="pretrained-individual")
 @register("ancestor-ncm-random", "Probe: nearest class mean through the untrained random collective network "
           "(fresh BN statistics, as inherited)", family="learngene", settings=LearngeneSettings, ancestor="random")
+@register("ancestor-ncm-random-bn", "Probe: nearest class mean through the untrained random collective network "
+          "with BN statistics of base-class images", family="learngene", settings=LearngeneSettings,
+          ancestor="random-bn")
 class AncestorNCM(CollectiveNCM):
     """The ancestor's own feature quality (`collective-ncm` for another ancestor): a study row."""
 
