@@ -48,7 +48,29 @@ def collect(results_dir: Path | str, fallback: bool = True) -> pd.DataFrame:
         if fallback and csv.exists():
             return pd.read_csv(csv)
         return pd.DataFrame(columns=CONFIG_COLUMNS + ["metric", "value"])
-    return tidy(pd.DataFrame(rows))
+    return tidy(compact(pd.DataFrame(rows)))
+
+
+#: Per-episode metrics kept on every episode even where a cell's value does not vary.
+PER_EPISODE = frozenset({"accuracy", "wall_s", "curve"})
+
+
+def compact(df: pd.DataFrame) -> pd.DataFrame:
+    """What runs.csv need not repeat: a metric with one value on every episode of a cell (a network's
+    parameter count, its settings, where its blocks ran) is kept on the cell's first episode only, and
+    an episode's class names on its accuracy row only. Readers take such a metric per cell
+    (`.groupby(...).first()`); the accuracies, their episodes and classes are all kept."""
+    if "episode" not in df or "cell" not in df:
+        return df
+    ep = df["episode"].notna() & ~df["metric"].isin(PER_EPISODE) & (df["epoch"].isna() if "epoch" in df else True)
+    sub = df[ep]
+    one_value = sub.groupby(["cell", "metric"])["value"].transform("nunique").eq(1)
+    first = sub.groupby(["cell", "metric"])["episode"].transform("min")
+    drop = one_value & sub["episode"].ne(first)
+    out = df.drop(index=sub.index[drop])
+    if "classes" in out:
+        out = out.assign(classes=out["classes"].where(out["metric"].eq("accuracy")))
+    return out
 
 
 #: A runs.csv row and a stored cell hold the same results when these columns and the cell's own

@@ -47,3 +47,23 @@ def test_report_from_runs_csv_alone(tmp_path):
     shutil.copytree(FIXTURE / "meta", results / "meta")
     assert main(["report", "--results-dir", str(results)]) == 0
     assert (results / "tables" / "table3.md").read_text() == (GOLDEN / "table3.md").read_text()
+
+
+def test_runs_csv_keeps_a_cells_constant_metrics_once_and_every_accuracy():
+    """A metric with one value on every episode of a cell is written on its first episode only; a metric
+    that varies, every accuracy and its episode's class names stay on every episode."""
+    from bench.collect import compact
+
+    rows = []
+    for ep in range(3):
+        base = {"cell": "c", "episode": ep, "classes": f"a{ep},b{ep}"}
+        rows += [{**base, "metric": "accuracy", "value": 0.5 + ep / 10}, {**base, "metric": "params", "value": 7.0},
+                 {**base, "metric": "ewc_penalty_final", "value": float(ep)},
+                 {**base, "metric": "curve", "epoch": 1, "value": 0.2}]
+    rows.append({"cell": "c", "metric": "collective_R", "task": 0, "value": 0.9})  # no episode: kept
+    out = compact(pd.DataFrame(rows))
+    assert list(out[out.metric == "params"].episode) == [0]
+    assert len(out[out.metric == "ewc_penalty_final"]) == 3 and len(out[out.metric == "curve"]) == 3
+    acc = out[out.metric == "accuracy"]
+    assert list(acc.classes) == ["a0,b0", "a1,b1", "a2,b2"] and out[out.metric != "accuracy"].classes.isna().all()
+    assert len(out[out.metric == "collective_R"]) == 1
