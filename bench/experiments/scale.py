@@ -99,7 +99,7 @@ def run(cell: Cell, env: Env) -> list[dict]:
     cfg = experiment_settings(env.spec.profile, NAME, Settings)
     out = run_cell_episodes(env, cell, cell.params["pool"], cfg.tasks, curve=False)
     method = env.prepared(cell.method, cell.params["seed"], cell_options(cell))
-    facts = getattr(method, "ancestor_facts", {})
+    facts = method.ancestor_facts() if getattr(method, "ancestor_facts", None) else {}
     return out + [{"metric": k, "value": float(facts[k])} for k in FACTS if k in facts]
 
 

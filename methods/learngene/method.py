@@ -108,7 +108,7 @@ class Learngene(StackedEpisodes, Method):
         ancestor = ANCESTORS[settings.ancestor](source, settings, cache, self.device)
         self.gene = extract_learngene(ancestor, settings.inherit_blocks, settings.inherit_position)
         self.gene_source = ancestor.provenance
-        self.ancestor_facts = dict(ancestor.facts)  # the scale experiment stores them once per cell
+        self.ancestor_facts = ancestor.facts  # on demand: the scale experiment stores them once per cell
         self._carry: torch.nn.Module | None = None
 
     def new_model(self, episode: EpisodeData) -> torch.nn.Module:

@@ -159,9 +159,10 @@ class AncestorState:
     pool_after: tuple[int, ...] | None = None
     """Blocks followed by a 2x2 max pool (repeats = several), the last one's included (None = not known):
     where each block ran, for `inherit.gene_resolutions` and `LearngeneSettings.match_resolution`."""
-    facts: Mapping[str, float] = field(default_factory=dict)
-    """Numbers about how the ancestor was made, stored with a scale cell's rows (the continual ancestor's
-    training FLOPs and task accuracies: `collective_facts.ancestor_facts`; empty for the others)."""
+    facts: Callable[[], Mapping[str, float]] | None = field(default=None, compare=False)
+    """Numbers about how the ancestor was made, computed on demand (counting FLOPs takes seconds) and
+    stored with a scale cell's rows: the continual ancestor's training FLOPs and task accuracies
+    (`collective_facts.ancestor_facts`); None for the others."""
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any], provenance: str) -> AncestorState:
@@ -182,8 +183,12 @@ def _checkpoint_of(source: SourceData, s: LearngeneSettings, cache: Any, device:
     t = c.learngene_task if s.checkpoint is None else s.checkpoint
     state = AncestorState.of_entry(checkpoint_entry(art, c, t), f"task {t}")
     widths = [scaled(w, c.width) for w in initial_widths(c, c.uniform_width if uniform else None)]
-    train_images = [len(task.train_idx) for task in _tasks(source, c)]
-    return replace(state, facts=ancestor_facts(art, train_images, c.epochs, t, widths))
+    run = {"R": art["R"], "schedule": art["schedule"],  # what the facts read, not the run's tensors
+           "final": {k: art["final"][k] for k in ("image_size", "n_outputs", "fc_width", "pool_after")}}
+
+    def facts() -> dict[str, float]:
+        return ancestor_facts(run, [len(task.train_idx) for task in _tasks(source, c)], c.epochs, t, widths)
+    return replace(state, facts=facts)
 
 
 def continual(source: SourceData, s: LearngeneSettings, cache: Any, device: torch.device | str) -> AncestorState:
