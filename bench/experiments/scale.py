@@ -26,11 +26,11 @@ import pandas as pd
 import seaborn as sns
 
 from bench.cell_env import Cell, Env, RunSpec, cell_options, run_cell_episodes
+from bench.experiments.why import decide, paired_diff
 from bench.plots import save_figure
 from bench.profiles import ExperimentSettings, experiment_settings
 from bench.report import GroupKey, ReportContext
 from bench.stats import mean_ci95
-from bench.verdicts import DECISIVE_HALF_WIDTH
 
 NAME = "scale"
 DESCRIPTION = "Scale trend of learngene - scratch: widths, collective epochs, image size, against collective FLOPs"
@@ -103,21 +103,6 @@ def run(cell: Cell, env: Env) -> list[dict]:
     return out + [{"metric": k, "value": float(facts[k])} for k in FACTS if k in facts]
 
 
-def paired_gap(acc: pd.DataFrame, row: str, ref: str) -> pd.Series:
-    """Per-episode `row` − `ref` accuracy in points, indexed by (seed, episode)."""
-    a = acc[acc.row == row].set_index(["seed", "episode"])["value"]
-    b = acc[acc.row == ref].set_index(["seed", "episode"])["value"]
-    both = a.to_frame("a").join(b.to_frame("b"), how="inner")
-    return (both["a"] - both["b"]) * 100
-
-
-def decide(m: float, h: float) -> str:
-    """The suite's decision rule (bench.verdicts), as the why study words it."""
-    if abs(m) > h:
-        return "differs"
-    return f"no difference beyond ±{DECISIVE_HALF_WIDTH:g}" if h <= DECISIVE_HALF_WIDTH else "undecided"
-
-
 def point_table(g: pd.DataFrame, shots: int) -> pd.DataFrame:
     """One row per learngene point (any image size): its settings, its ancestor's numbers, both accuracies,
     the paired gap to scratch at the same width and image size, and its n."""
@@ -127,7 +112,7 @@ def point_table(g: pd.DataFrame, shots: int) -> pd.DataFrame:
         w, e = float(r["opt_width"].iloc[0]), int(r["opt_collective.epochs"].iloc[0])
         here = acc[acc.image_size == px]
         ref = row_label(REFERENCE, w, e)
-        gap = paired_gap(here, row, ref)
+        gap = paired_diff(here, row, ref)
         m, h, n = mean_ci95(gap)
         facts = g[(g.row == row) & (g.image_size == px) & g.metric.isin(FACTS)].groupby("metric")["value"].first()
         out.append({"px": int(px), "width": w, "epochs": e, "row": row, "scratch_row": ref,
@@ -157,12 +142,12 @@ def trend_contrasts(g: pd.DataFrame, shots: int, profile: dict[str, Any] | None)
     if base is None:
         return []
     acc = g[(g.metric == "accuracy") & (g.shots == shots)]
-    ref = paired_gap(acc[acc.image_size == base.px], base.row, base.scratch_row)
+    ref = paired_diff(acc[acc.image_size == base.px], base.row, base.scratch_row)
     out = []
     for p in pts.itertuples():
         if p.row == base.row and p.px == base.px:
             continue
-        here = paired_gap(acc[acc.image_size == p.px], p.row, p.scratch_row)
+        here = paired_diff(acc[acc.image_size == p.px], p.row, p.scratch_row)
         both = here.to_frame("a").join(ref.to_frame("b"), how="inner")
         out.append((_point_name(p), *mean_ci95(both["a"] - both["b"])))
     return out

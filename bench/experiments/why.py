@@ -111,12 +111,17 @@ def run(cell: Cell, env: Env) -> list[dict]:
     return run_cell_episodes(env, cell, cell.params["pool"], cfg.tasks, curve=False)
 
 
-def paired(acc: pd.DataFrame, row: str, other: str = REFERENCE) -> tuple[float, float, int]:
-    """Mean, 95% CI half-width and n of `row` minus `other`, paired by seed and episode (points)."""
+def paired_diff(acc: pd.DataFrame, row: str, other: str = REFERENCE) -> pd.Series:
+    """Per-episode `row` minus `other` accuracy in points, on the (seed, episode) pairs both ran."""
     a = acc[acc.row == row].set_index(["seed", "episode"])["value"]
     b = acc[acc.row == other].set_index(["seed", "episode"])["value"]
     both = a.to_frame("a").join(b.to_frame("b"), how="inner")
-    return mean_ci95((both["a"] - both["b"]) * 100)
+    return (both["a"] - both["b"]) * 100
+
+
+def paired(acc: pd.DataFrame, row: str, other: str = REFERENCE) -> tuple[float, float, int]:
+    """Mean, 95% CI half-width and n of `row` minus `other`, paired by seed and episode (points)."""
+    return mean_ci95(paired_diff(acc, row, other))
 
 
 def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
