@@ -48,13 +48,19 @@ def _train_flops(widths: tuple[int, ...], image_size: int, n_outputs: int, fc_wi
                                                              fc_width=fc_width, pool_after=pool_after), image_size)
 
 
+def planned_widths_per_task(c: CollectiveSettings) -> list[list[int]]:
+    """`widths_per_task` of the run these settings would train (the paper's base widths x width, grown by
+    the settings' Net2Wider schedule); its last entry is the run's final widths."""
+    start = [scaled(w, c.width) for w in COLLECTIVE_WIDTHS]
+    sched = {str(k): v for k, v in widening_schedule(c.schedule, c.widen_until, c.width, c.tasks).items()}
+    return widths_per_task(start, sched, c.tasks)
+
+
 def planned_training_flops(c: CollectiveSettings, image_size: int) -> float:
     """`training_flops` of the run these settings would train, before training it (the cost model's
     ratio between two collective runs): every task's 5 x `images_per_class` images x `epochs` at the
     widths the Net2Wider schedule gives it (a task-local head of `head_classes`, else 100 outputs)."""
-    start = [scaled(w, c.width) for w in COLLECTIVE_WIDTHS]
-    sched = {str(k): v for k, v in widening_schedule(c.schedule, c.widen_until, c.width, c.tasks).items()}
-    per_task = widths_per_task(start, sched, c.tasks)
+    per_task = planned_widths_per_task(c)
     images = c.classes_per_task * (c.images_per_class or 500)
     fc = scaled(FC_WIDTH, c.width)
     return float(sum(c.epochs * images * train_flops_per_image(w, image_size, c.head_classes or 100, fc)

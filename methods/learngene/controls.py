@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet, scaled
+from methods.backbones import COLLECTIVE_POOL_AFTER, CollectiveNet
 from methods.base import SourceData
-from methods.learngene.collective import initial_widths, widening_schedule
 from methods.pretrain import base_training_set
 from methods.settings import CollectiveSettings
 from methods.training import accuracy, derived_seed, epoch_batches, fit, predict, rng, seeded
@@ -39,11 +38,9 @@ JOINT_KEY_FIELDS = ("width", "tasks", "epochs", "batch_size", "lr", "momentum", 
 def final_widths(c: CollectiveSettings) -> list[int]:
     """The continual collective network's widths after its last task: the base widths (x width) plus
     every Net2Wider step of its schedule (tests check it against the trained run)."""
-    widths = [scaled(w, c.width) for w in initial_widths(c, None)]
-    for ops in widening_schedule(c.schedule, c.widen_until, c.width, c.tasks).values():
-        for conv, add in ops:
-            widths[conv] += add
-    return widths
+    from methods.learngene.collective_facts import planned_widths_per_task
+
+    return planned_widths_per_task(c)[-1]
 
 
 def control_net(source: SourceData, c: CollectiveSettings) -> CollectiveNet:
