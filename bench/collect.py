@@ -12,6 +12,8 @@ from bench.store import ResultsStore
 from methods.artifacts import config_hash
 
 CONFIG_COLUMNS = ["experiment", "method", "dataset", "image_size", "profile", "synthetic", "cell"]
+#: A cell-level row: the cell's wall seconds outside its episodes (its preparation, builds included).
+PREPARE_METRIC = "cell_prepare_s"
 
 
 def rows_of(config: dict, result: dict) -> list[dict]:
@@ -22,7 +24,13 @@ def rows_of(config: dict, result: dict) -> list[dict]:
     base = {"experiment": config["experiment"], "method": config["method"], "dataset": config["dataset"],
             "image_size": config["image_size"], "profile": config["profile"].get("name", "?"),
             "synthetic": config["dataset"] == "synthetic", "cell": config_hash(config), **params}
-    return [{**base, **row} for row in result.get("rows", [])]
+    rows = [{**base, **row} for row in result.get("rows", [])]
+    if result.get("wall_s") is not None and rows:
+        # the cell's time outside its episodes (loading data and weights, or building them): kept so that
+        # runs.csv alone records each artifact build's seconds for the cost model (bench/cost/model.py)
+        episodes = sum(float(r["value"]) for r in result["rows"] if r.get("metric") == "wall_s")
+        rows.append({**base, "metric": PREPARE_METRIC, "value": round(max(0.0, float(result["wall_s"]) - episodes), 1)})
+    return rows
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:

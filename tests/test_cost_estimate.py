@@ -72,6 +72,45 @@ def test_recorded_times_are_of_one_group_and_the_store_overrides(tmp_path):
     assert not load_recorded(("d", 32, "smoke"), None, ref).episode_s  # another profile: no record
 
 
+def test_a_stores_recorded_preparations_price_its_builds_once_per_group(tmp_path):
+    """A runs.csv's `cell_prepare_s` rows (a cell's time outside its episodes) replace the reference's
+    build of that method, and a group whose methods each recorded the one build (one built it, the
+    others waited for or loaded it) is charged the largest, not their sum."""
+    from bench.cost.model import group_builds, prepare_seconds
+
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"source": "x", "dataset": "d", "image_size": 32, "profile": "quick", "cpu": "C",
+                               "build_s": {"m": 1800.0, "k": 600.0, "z": 50.0}, "episode_s": {}}))
+    (tmp_path / "runs.csv").write_text(
+        "experiment,method,dataset,image_size,profile,shots,metric,value\n"
+        "table3,m,d,32,quick,10,cell_prepare_s,1000.0\ntable3,m,d,32,quick,10,cell_prepare_s,3.0\n"
+        "table3,k,d,32,quick,10,cell_prepare_s,900.0\ntable3,m,d,64,quick,10,cell_prepare_s,5000\n"
+        "table3,m,d,32,quick,10,wall_s,2.0\n")
+    assert prepare_seconds(tmp_path / "runs.csv", ("d", 32, "quick")) == {"m": 1000.0, "k": 900.0}
+    rec = load_recorded(("d", 32, "quick"), tmp_path, ref)
+    assert rec.build_s == {"m": 1000.0, "k": 900.0, "z": 50.0} and rec.store_builds == {"m", "k"}
+    cells = [Cell("table3", "m", {"shots": 10}), Cell("table3", "k", {"shots": 10}), Cell("table3", "z", {})]
+    groups = {"m": "g", "k": "g", "z": "h"}
+    builds = group_builds(cells, rec, lambda c: groups[c.method], groups)
+    assert builds == {"g": 1000.0, "h": 50.0}  # the store's largest; the reference's for the other group
+    # without the store the reference's builds of one group add up (they recorded different steps)
+    assert group_builds(cells, load_recorded(("d", 32, "quick"), None, ref), lambda c: groups[c.method],
+                        groups) == {"g": 2400.0, "h": 50.0}
+
+
+def test_collected_rows_carry_the_cells_preparation():
+    """runs.csv keeps each cell's seconds outside its episodes, so a store without its cells still
+    records how long its artifact builds took."""
+    from bench.collect import PREPARE_METRIC, rows_of
+
+    config = {"experiment": "table3", "method": "m", "dataset": "d", "image_size": 32,
+              "profile": {"name": "p"}, "params": {"seed": 0}}
+    rows = rows_of(config, {"rows": [{"metric": "wall_s", "value": 2.0, "episode": 0},
+                                     {"metric": "wall_s", "value": 3.0, "episode": 1}], "wall_s": 125.04})
+    prep = [r for r in rows if r["metric"] == PREPARE_METRIC]
+    assert len(prep) == 1 and prep[0]["value"] == 120.0 and "episode" not in prep[0]
+
+
 @pytest.fixture
 def quick_spec(tmp_path):
     return RunSpec("tiny-imagenet", str(tmp_path), 32, resolve(load_profile("quick"), 32), str(tmp_path))

@@ -57,6 +57,8 @@ class Recorded:
     """Recorded per-episode seconds by (experiment, method, shots) and build seconds by method."""
     episode_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
     build_s: dict[str, float] = field(default_factory=dict)
+    store_builds: set[str] = field(default_factory=set)
+    """Methods whose build seconds are the store's own (`cell_prepare_s` rows), not the reference's."""
     source: str = ""
     cpu: str = ""
     calibration_s: float | None = None
@@ -85,6 +87,24 @@ def episode_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -
     return {k: s / n for k, (s, n) in tot.items() if n}
 
 
+def prepare_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -> dict[str, float]:
+    """Largest preparation (cell wall time outside its episodes: an artifact build, or the wait for
+    one) of each method's cells in a runs.csv's `cell_prepare_s` rows, of one (dataset, image size,
+    profile) `group` when given: the method's recorded build."""
+    from bench.collect import PREPARE_METRIC
+
+    out: dict[str, float] = {}
+    with open(runs_csv, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r.get("metric") != PREPARE_METRIC:
+                continue
+            if group and (r.get("dataset"), _shots_key(r.get("image_size")), r.get("profile")) != (
+                    group[0], str(group[1]), group[2]):
+                continue
+            out[r["method"]] = max(out.get(r["method"], 0.0), float(r["value"]))
+    return out
+
+
 def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, reference: Path = REFERENCE,
                   build_passes: Callable[[str], float] | None = None, alias: str | None = None) -> Recorded:
     """The reference table's times when it was recorded for `group` (dataset, image size, profile
@@ -108,9 +128,15 @@ def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, r
     if runs is not None and runs.is_file():
         own = episode_seconds(runs, (*group[:2], alias)) if alias else {}
         own.update(episode_seconds(runs, group))
+        builds = prepare_seconds(runs, (*group[:2], alias)) if alias else {}
+        builds.update(prepare_seconds(runs, group))
         if own:
             rec.episode_s.update(own)
             rec.source = f"{runs}'s episodes, builds from {rec.source}"
+        if builds:
+            rec.build_s.update(builds)
+            rec.store_builds |= set(builds)
+            rec.source += f" and the store's recorded preparations ({len(builds)} methods)"
     return rec
 
 
@@ -133,8 +159,13 @@ def group_builds(cells: Iterable[Cell], rec: Recorded, group_of: Callable[[Cell]
         grid_methods[group_of(c)].add(c.method)
     out = {}
     for g, ms in grid_methods.items():
+        kin_methods = ms | {m for m, mg in method_groups.items() if mg == g}
+        stored = [rec.build_s[m] for m in kin_methods if m in rec.store_builds]
+        if stored:  # each of the group's methods recorded the one build (or its wait for it): not a sum
+            out[g] = max(stored)
+            continue
         own = sum(rec.build_s.get(m, 0.0) for m in ms)
-        kin = max((rec.build_s.get(m, 0.0) for m, mg in method_groups.items() if mg == g), default=0.0)
+        kin = max((rec.build_s.get(m, 0.0) for m in kin_methods), default=0.0)
         out[g] = max(own, kin)
     return out
 
