@@ -88,6 +88,7 @@ matched = ["learngene-random"]
     assert lines["learngene-random [k=3 top]"][4] == lines["ancestor-ncm-random"][1]  # its probe beside it
     for contrast in ("| ancestor | learngene-random [k=3 top] − learngene-continual [k=3 top] |",
                      "| frozen | learngene-random [k=3 top frozen] − learngene-random [k=3 top] |",
+                     "| frozen vs paper | learngene-random [k=3 top frozen] − learngene-continual [k=3 top] |",
                      "| resolution | learngene-random [k=3 top matched px] − learngene-random [k=3 top] |",
                      "| k | learngene-random [k=1 top] − learngene-random [k=3 top] |"):
         assert contrast in table, contrast

@@ -126,8 +126,9 @@ def paired(acc: pd.DataFrame, row: str, other: str = REFERENCE) -> tuple[float, 
 
 def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
     """(question, row, compared row) pairs each study question reads: ancestor (each against the paper's
-    continual one), position (top against front and middle), frozen against EWC, matched pools against
-    the template's, and k against the paper's 3."""
+    continual one), position (top against front and middle), frozen against EWC, another ancestor's
+    frozen top blocks against the paper's trained ones, matched pools against the template's, and k
+    against the paper's 3."""
     top = {m: row_label(m, _lg()) for m in (*cfg.ancestors, *cfg.k_ancestors, *cfg.position_ancestors)}
     paper = top.get(cfg.ancestors[0]) if cfg.ancestors else None
     out = [("ancestor", top[m], paper) for m in cfg.ancestors[1:] if paper]
@@ -135,6 +136,10 @@ def contrasts(cfg: Settings) -> list[tuple[str, str, str]]:
             if p != "top"]
     out += [("frozen", row_label(m, _lg(3, p, True)), row_label(m, _lg(3, p))) for m in cfg.position_ancestors
             for p in cfg.positions if True in cfg.frozen]
+    # a frozen ancestor's top blocks against the paper's trained ones: are the inherited weights worse
+    # than fixed ones of another ancestor (random with base-image BN statistics, say)?
+    out += [("frozen vs paper", row_label(m, _lg(3, "top", True)), paper) for m in cfg.position_ancestors
+            if paper and "top" in cfg.positions and True in cfg.frozen and row_label(m, _lg()) != paper]
     out += [("resolution", row_label(m, _lg(matched=True)), top[m]) for m in cfg.matched if m in top]
     out += [("k", row_label(m, _lg(k)), top[m]) for m in cfg.k_ancestors for k in cfg.ks if k != 3]
     return out
