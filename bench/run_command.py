@@ -25,7 +25,7 @@ from bench.experiments import EXPERIMENT_NAMES, get_experiment
 from bench.lock import ResultsLock
 from bench.report_command import report_dir
 from bench.store import ResultsStore
-from bench.usage import cpu_seconds, peak_rss_mib, usable_cores
+from bench.usage import cpu_class, cpu_seconds, peak_rss_mib, usable_cores
 from methods.plugins import PluginError
 
 
@@ -357,7 +357,7 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wa
            "cells_run": ran, "cells_skipped": skipped, "cpu_s": round(cpu, 1),
            # CPU seconds per wall second: 2.0 = both cores of a 2-core machine busy the whole run
            "cpu_per_wall": round(cpu / wall, 2) if wall > 0 else None, **peak_rss_mib(),
-           "cpu_count": usable_cores()}
+           "cpu_count": usable_cores(), "cpu": cpu_class()}  # a wall time means little without its CPU
     with open(meta_dir / "runs.jsonl", "a") as fh:  # append-only log: one line per run, fsynced
         fh.write(json.dumps(rec) + "\n")
         fh.flush()

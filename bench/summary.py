@@ -151,11 +151,12 @@ def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:
              ""]
     for f in sorted(ctx.figures_dir.glob("forest_*.png")):  # the verdict at a glance, before any table
         lines += [f"![Paired difference of every method to the reference: {f.stem}](figures/{f.name})", ""]
-    lines += ["## What ran", "", "| dataset | px | profile | command | commit | wall time | CPU s / wall s | "
-              "cells run / skipped | peak RSS driver / worker |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["## What ran", "", "| dataset | px | profile | command | commit | wall time | CPU | CPU s / wall s | "
+              "cells run / skipped | peak RSS driver / worker |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in ctx.run_meta:
         lines.append(f"| {m.get('dataset')} | {m.get('image_size')} | {m.get('profile')} | `{m.get('command')}` | "
-                     f"{m.get('commit')} | {m.get('wall_s')} s | {m.get('cpu_per_wall', '–')} | "
+                     f"{m.get('commit')} | {m.get('wall_s')} s | {m.get('cpu') or 'not recorded'} | "
+                     f"{m.get('cpu_per_wall', '–')} | "
                      f"{m.get('cells_run')} / {m.get('cells_skipped')} | "
                      f"{m.get('peak_rss_mib_driver')} / {m.get('peak_rss_mib_worker', '–')} MiB |")
     lines += ["", "## The paper's claims on our data", "",

@@ -1,4 +1,4 @@
-"""The run record (`meta/runs.jsonl`) states CPU use and peak memory beside wall time."""
+"""The run record (`meta/runs.jsonl`) states the CPU, its use and peak memory beside wall time."""
 from __future__ import annotations
 
 import json
@@ -17,3 +17,6 @@ def test_run_record_has_cpu_use_and_peak_memory(tmp_path, capsys):
     assert 0 < r <= (rec["cpu_count"] or 1) + 0.5
     assert abs(r * w - c) <= 0.005 * w + 0.05 * r + 0.05 + 1e-9
     assert rec["peak_rss_mib_driver"] > 50 and "peak_rss_mib_worker" in rec
+    from bench.usage import cpu_class
+
+    assert rec["cpu"] == cpu_class()  # which machine the wall time is of
