@@ -92,7 +92,7 @@ def test_an_experiment_module_in_the_folder_is_found_by_its_functions(tmp_path):
     shutil.copy(HERE / "sweep_experiment.py", tmp_path / "sweep.py")
     (tmp_path / "helpers.py").write_text("def cells():\n    pass\n")
     assert discover(tmp_path) == (*BUILT_IN, "sweep")
-    assert discover() == (*BUILT_IN, "scale", "why")  # the package itself: issue 22's studies; selection.py is a helper
+    assert discover() == (*BUILT_IN, "scale", "why")  # the package itself: the two studies; selection.py is a helper
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The `why` experiment (issue 22) and its profile.
+"""The `why` experiment and its profile.
 
 Guards: bench/profiles/study.toml is quick.toml plus `[experiments.why]` and `[experiments.scale]`
 (so the study reads quick's collective run, pre-training and episodes); a profile without that section gets no `why` cells (the

@@ -1,4 +1,4 @@
-"""Whether scale changes the headline gap (issue 22's scale trend): learngene − scratch on Table 3's novel
+"""Whether scale changes the headline gap (a scale trend): learngene − scratch on Table 3's novel
 episodes at several sizes of the collective model and the individual network together, at more
 collective epochs per task, and at another image size, set against the collective model's training
 compute (FLOPs).
@@ -253,4 +253,4 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
             "collective's held-out 5-way accuracy on each task just after learning it / on every task at the end. "
             "Accuracy: mean ± 95% t-CI over episodes x seeds; the gap is paired over the same episodes, and so is "
             "its change from the profile's point.")
-    return [ctx.write_table(NAME, f"# Does scale change the gap? (issue 22)\n\n{note}", sections), *out]
+    return [ctx.write_table(NAME, f"# Does scale change the gap?\n\n{note}", sections), *out]

@@ -1,4 +1,4 @@
-"""Why learngene loses here (issue 22): the ancestor comparison and the inheritance matrix, on Table 3's
+"""Why learngene loses here: the ancestor comparison and the inheritance matrix, on Table 3's
 novel episodes (the same seeds and episodes as Table 3, so every row is paired with scratch).
 
 - Ancestors: learngene from the continual collective model (the paper), from the same network trained
@@ -35,7 +35,7 @@ from bench.verdicts import DECISIVE_HALF_WIDTH
 from methods import registry
 
 NAME = "why"
-DESCRIPTION = "Why learngene loses: ancestors, inherited blocks k, position, frozen vs EWC, resolution (issue 22)"
+DESCRIPTION = "Why learngene loses: ancestors, inherited blocks k, position, frozen vs EWC, resolution"
 REFERENCE = "scratch"
 
 
@@ -273,4 +273,4 @@ def report(df: pd.DataFrame, ctx: ReportContext) -> list[Path]:
             "over episodes × seeds; − scratch: the paired difference on the same episodes. Its ancestor's NCM: "
             "nearest class mean through the ancestor's blocks on the same episodes (no support-set training). "
             "px: the feature-map side the first–last inherited block was trained at in its ancestor → runs at here.")
-    return [ctx.write_table(NAME, f"# Why learngene loses here (issue 22)\n\n{note}", sections), *out]
+    return [ctx.write_table(NAME, f"# Why learngene loses here\n\n{note}", sections), *out]
