@@ -279,7 +279,7 @@ def _run_plans(args, store: ResultsStore, profile: dict, plans: list[tuple[RunSp
         finally:
             bar.close()
         _record_run(store, spec, command, code, time.time() - t0, done_now, len(grid) - len(todo),
-                    cpu_seconds() - cpu0)
+                    cpu_seconds() - cpu0, getattr(progress, "initial_s", None))
 
 
 def _progress(args, spec: RunSpec, cells: list[Cell], store: ResultsStore):
@@ -347,7 +347,7 @@ def _note_derived_split(store: ResultsStore, spec: RunSpec, env: Env, write: boo
 
 
 def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wall: float, ran: int,
-                skipped: int, cpu: float) -> None:
+                skipped: int, cpu: float, estimated: float | None = None) -> None:
     meta_dir = store.root / "meta"
     meta_dir.mkdir(parents=True, exist_ok=True)
     rec = {"dataset": spec.dataset, "image_size": spec.image_size, "profile": spec.profile.get("name"),
@@ -357,7 +357,9 @@ def _record_run(store: ResultsStore, spec: RunSpec, command: str, code: dict, wa
            "cells_run": ran, "cells_skipped": skipped, "cpu_s": round(cpu, 1),
            # CPU seconds per wall second: 2.0 = both cores of a 2-core machine busy the whole run
            "cpu_per_wall": round(cpu / wall, 2) if wall > 0 else None, **peak_rss_mib(),
-           "cpu_count": usable_cores(), "cpu": cpu_class()}  # a wall time means little without its CPU
+           "cpu_count": usable_cores(), "cpu": cpu_class(),  # a wall time means little without its CPU
+           # the cost model's estimate at the start (what --dry-run says), so every run checks the ETA
+           "estimated_s": round(estimated, 1) if estimated else None}
     with open(meta_dir / "runs.jsonl", "a") as fh:  # append-only log: one line per run, fsynced
         fh.write(json.dumps(rec) + "\n")
         fh.flush()

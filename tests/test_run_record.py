@@ -20,3 +20,8 @@ def test_run_record_has_cpu_use_and_peak_memory(tmp_path, capsys):
     from bench.usage import cpu_class
 
     assert rec["cpu"] == cpu_class()  # which machine the wall time is of
+    assert rec["estimated_s"] > 0  # the cost model's estimate at the start, to set against wall_s
+    from bench.summary import _estimate
+
+    assert _estimate({"estimated_s": 125.0, "wall_s": 100.0}) == "125 s (+25%)"
+    assert _estimate({"wall_s": 100.0}) == "not recorded"

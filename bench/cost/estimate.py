@@ -288,13 +288,15 @@ class Progress:
         self.workers, self.pending = workers, list(cells)
         self.built: set[Hashable] = set()
         self.actual, self.predicted = self.PRIOR_S, self.PRIOR_S
+        self.initial_s: float | None = None  # the estimate before the first cell (set by `steps`)
 
     def steps(self) -> list[str]:
         """The planned artifact builds and the first ETA, to print before the run starts."""
         sched = simulate(self.pending, self.plan.costs, self.workers, self.plan.group_of)
         out = [f"artifact build: {_group_name(k)}, predicted {s / 60:.1f} min, in {label}"
                for k, label, _, s in sched.builds]
-        return out + [f"estimated wall time: {hm(sched.makespan_s + RUN_OVERHEAD_S)} on {self.workers} "
+        self.initial_s = sched.makespan_s + RUN_OVERHEAD_S  # kept in the run record beside the measured wall
+        return out + [f"estimated wall time: {hm(self.initial_s)} on {self.workers} "
                       f"worker{'s' if self.workers > 1 else ''}; {self.plan.basis()}"]
 
     def finished(self, cell: Cell, result: dict) -> str | None:
