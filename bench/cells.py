@@ -21,10 +21,13 @@ def execute_cell(spec: RunSpec, cell: Cell) -> dict:
 
 
 def execute_recorded(spec: RunSpec, cell: Cell) -> dict:
-    """`execute_cell`, plus the torch thread count the cell ran with: on the CPU the numbers depend
-    on it (the order of float sums), so it is kept with each result."""
+    """`execute_cell`, plus the torch thread count the cell ran with (on the CPU the numbers depend
+    on it: the order of float sums) and the CPU class, both kept with each result."""
     import torch
+
+    from bench.usage import cpu_class
 
     result = execute_cell(spec, cell)
     result["threads"] = torch.get_num_threads()
+    result["cpu"] = cpu_class()  # the CPU class the cell's seconds are of (the cost model reads it)
     return result

@@ -29,7 +29,8 @@ def rows_of(config: dict, result: dict) -> list[dict]:
         # the cell's time outside its episodes (loading data and weights, or building them): kept so that
         # runs.csv alone records each artifact build's seconds for the cost model (bench/cost/model.py)
         episodes = sum(float(r["value"]) for r in result["rows"] if r.get("metric") == "wall_s")
-        rows.append({**base, "metric": PREPARE_METRIC, "value": round(max(0.0, float(result["wall_s"]) - episodes), 1)})
+        prep = {**base, "metric": PREPARE_METRIC, "value": round(max(0.0, float(result["wall_s"]) - episodes), 1)}
+        rows.append({**prep, "cpu": result["cpu"]} if result.get("cpu") else prep)  # whose seconds these are
     return rows
 
 

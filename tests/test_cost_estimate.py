@@ -108,7 +108,11 @@ def test_collected_rows_carry_the_cells_preparation():
     rows = rows_of(config, {"rows": [{"metric": "wall_s", "value": 2.0, "episode": 0},
                                      {"metric": "wall_s", "value": 3.0, "episode": 1}], "wall_s": 125.04})
     prep = [r for r in rows if r["metric"] == PREPARE_METRIC]
-    assert len(prep) == 1 and prep[0]["value"] == 120.0 and "episode" not in prep[0]
+    assert len(prep) == 1 and prep[0]["value"] == 120.0 and "episode" not in prep[0] and "cpu" not in prep[0]
+    named = rows_of(config, {"rows": [], "wall_s": 1.0, "cpu": "C (AVX2)"})
+    assert named == []  # a cell without rows adds none
+    named = rows_of(config, {"rows": [{"metric": "wall_s", "value": 0.5}], "wall_s": 1.0, "cpu": "C (AVX2)"})
+    assert [r["cpu"] for r in named if r["metric"] == PREPARE_METRIC] == ["C (AVX2)"]
 
 
 @pytest.fixture
@@ -159,6 +163,29 @@ def test_recorded_seconds_are_rescaled_only_on_another_cpu_class(quick_spec, tmp
     other = CostPlan(quick_spec, cells, tmp_path)
     assert calls and other.scale == pytest.approx(2.0) and "x 2.00" in other.cpu_note
     assert other.costs[id(cells[0])].episodes_s == pytest.approx(2 * same.costs[id(cells[0])].episodes_s)
+
+
+def test_a_stores_own_cpu_class_times_are_taken_as_they_are(quick_spec, tmp_path, monkeypatch):
+    """Times a store recorded on this CPU class (its cells' preparation rows name it) predict this
+    machine's as they are; the reference's, and a store's of an unnamed CPU, are scaled by the calibration."""
+    import bench.cost.estimate as estimate
+    import bench.usage
+    from bench.cost.estimate import CostPlan
+    from bench.profiles import episode_settings
+
+    ref = json.loads((estimate.Path(estimate.__file__).parent / "reference.json").read_text())
+    monkeypatch.setattr(estimate, "calibrate", lambda: 2 * ref["calibration_s"])  # this CPU: half the speed
+    monkeypatch.setattr(bench.usage, "cpu_class", lambda: "Slow CPU (AVX2)")
+    n = episode_settings(quick_spec.profile).tasks
+    head = "experiment,method,dataset,image_size,profile,shots,cell,metric,value,cpu\n"
+    rows = "".join(f"table3,scratch,tiny-imagenet,32,quick,10,c1,wall_s,3.0,\n" for _ in range(4))
+    cell = Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": 0})
+    for cpu, expected in (("Slow CPU (AVX2)", 3.0 * n), ("", 6.0 * n)):
+        (tmp_path / "runs.csv").write_text(head + rows + f"table3,scratch,tiny-imagenet,32,quick,10,c1,"
+                                           f"cell_prepare_s,40.0,{cpu}\n")
+        plan = CostPlan(quick_spec, [cell], tmp_path)
+        assert plan.scale == pytest.approx(2.0)
+        assert plan.costs[id(cell)].episodes_s == pytest.approx(expected), cpu
 
 
 def test_a_cell_with_options_is_priced_by_its_methods_cost_ratio(tmp_path):

@@ -9,12 +9,13 @@ ratio of actual to predicted episode seconds.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from bench.cell_env import Cell, RunSpec
-from bench.cost.model import RUN_OVERHEAD_S, CellCost, calibrate, cell_costs, load_recorded, simulate
+from bench.cost.model import REFERENCE, RUN_OVERHEAD_S, CellCost, calibrate, cell_costs, load_recorded, simulate
 from bench.usage import usable_cores
 
 
@@ -158,16 +159,24 @@ class CostPlan:
         # the records are CPU times: a GPU run gets the MAC model at a GPU's throughput
         group = (spec.dataset, spec.image_size, spec.profile.get("name") if spec.device == "cpu" else None)
         self.alias = equivalent_profile(spec.profile)
-        self.rec = load_recorded(group, store_root, build_passes=lambda m: _build_passes(spec.profile, m),
-                                 alias=self.alias)
-        self.group_of = lambda c: artifact_group(spec, c)
         cpu = cpu_class()
+        ref = json.loads(REFERENCE.read_text())
         self.scale, self.cpu_note = 1.0, f"same CPU class as the record ({cpu}): no calibration"
-        if self.rec.episode_s and cpu != self.rec.cpu and self.rec.calibration_s:
+        if spec.device == "cpu" and cpu != ref["cpu"] and ref.get("calibration_s"):
             now = calibrate()
-            self.scale = now / self.rec.calibration_s
-            self.cpu_note = (f"CPU {cpu}, the record's {self.rec.cpu}: recorded seconds x {self.scale:.2f} "
-                             f"(calibration workload {now:.2f} s here, {self.rec.calibration_s:.2f} s there)")
+            self.scale = now / ref["calibration_s"]
+            self.cpu_note = (f"CPU {cpu}, the record's {ref['cpu']}: recorded seconds x {self.scale:.2f} "
+                             f"(calibration workload {now:.2f} s here, {ref['calibration_s']:.2f} s there; "
+                             "a store's cells recorded on this CPU class are taken as they are)")
+
+        def to_reference(recorded_on: str | None) -> float:
+            """A store cell's seconds in the reference CPU's: those of this CPU class are divided by the
+            scale the estimate multiplies by again; any other (or unknown) class is taken as the reference."""
+            return 1.0 / self.scale if recorded_on == cpu else 1.0
+
+        self.rec = load_recorded(group, store_root, build_passes=lambda m: _build_passes(spec.profile, m),
+                                 alias=self.alias, to_reference=to_reference)
+        self.group_of = lambda c: artifact_group(spec, c)
         self.costs: dict[int, CellCost] = cell_costs(cells, spec.profile, self.rec, self.group_of,
                                                      _method_groups(spec), self.scale, _mac_fallback(spec),
                                                      _reference_cells(self.rec), _cost_ratio(spec))

@@ -71,42 +71,64 @@ def _shots_key(v) -> str:
         return ""
 
 
-def episode_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -> dict[tuple[str, str, str], float]:
-    """Mean seconds per episode by (experiment, method, shots) from a runs.csv's `wall_s` rows, of one
-    (dataset, image size, profile) `group` when given."""
-    tot: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+def store_times(runs_csv: Path, group: tuple[str, int, str] | None = None,
+                to_reference: Callable[[str | None], float] | None = None
+                ) -> tuple[dict[tuple[str, str, str], float], dict[str, float]]:
+    """A runs.csv's recorded times, of one (dataset, image size, profile) `group` when given: mean
+    seconds per episode by (experiment, method, shots) (its `wall_s` rows), and each method's largest
+    preparation (its `cell_prepare_s` rows: an artifact build, or the wait for one: the method's recorded
+    build). `to_reference(cpu)` converts a cell's seconds to the reference CPU's, by the CPU class its
+    preparation row names (None: not recorded)."""
+    from bench.collect import PREPARE_METRIC
+
+    walls: dict[tuple[tuple[str, str, str], str], list[float]] = defaultdict(lambda: [0.0, 0])
+    preps: dict[str, tuple[str, float]] = {}
+    cpus: dict[str, str] = {}
     with open(runs_csv, newline="") as fh:
         for r in csv.DictReader(fh):
+            metric = r.get("metric")
+            if metric not in ("wall_s", PREPARE_METRIC):
+                continue
             if group and (r.get("dataset"), _shots_key(r.get("image_size")), r.get("profile")) != (
                     group[0], str(group[1]), group[2]):
                 continue
-            if r.get("metric") == "wall_s":
-                t = tot[(r["experiment"], r["method"], _shots_key(r.get("shots")))]
+            cell = r.get("cell") or ""
+            if metric == "wall_s":
+                t = walls[((r["experiment"], r["method"], _shots_key(r.get("shots"))), cell)]
                 t[0] += float(r["value"])
                 t[1] += 1
-    return {k: s / n for k, (s, n) in tot.items() if n}
+            else:
+                key = cell or f"row{len(preps)}"
+                preps[key] = (r["method"], float(r["value"]))
+                if r.get("cpu"):
+                    cpus[key] = r["cpu"]
+
+    def factor(cell: str) -> float:
+        return to_reference(cpus.get(cell)) if to_reference else 1.0
+
+    tot: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+    for (key, cell), (sec, n) in walls.items():
+        tot[key][0] += sec * factor(cell)
+        tot[key][1] += n
+    builds: dict[str, float] = {}
+    for cell, (method, sec) in preps.items():
+        builds[method] = max(builds.get(method, 0.0), sec * factor(cell))
+    return {k: sec / n for k, (sec, n) in tot.items() if n}, builds
+
+
+def episode_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -> dict[tuple[str, str, str], float]:
+    """`store_times`' seconds per episode alone."""
+    return store_times(runs_csv, group)[0]
 
 
 def prepare_seconds(runs_csv: Path, group: tuple[str, int, str] | None = None) -> dict[str, float]:
-    """Largest preparation (cell wall time outside its episodes: an artifact build, or the wait for
-    one) of each method's cells in a runs.csv's `cell_prepare_s` rows, of one (dataset, image size,
-    profile) `group` when given: the method's recorded build."""
-    from bench.collect import PREPARE_METRIC
-
-    out: dict[str, float] = {}
-    with open(runs_csv, newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r.get("metric") != PREPARE_METRIC:
-                continue
-            if group and (r.get("dataset"), _shots_key(r.get("image_size")), r.get("profile")) != (
-                    group[0], str(group[1]), group[2]):
-                continue
-            out[r["method"]] = max(out.get(r["method"], 0.0), float(r["value"]))
-    return out
+    """`store_times`' recorded builds alone."""
+    return store_times(runs_csv, group)[1]
 
 
 def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, reference: Path = REFERENCE,
-                  build_passes: Callable[[str], float] | None = None, alias: str | None = None) -> Recorded:
+                  build_passes: Callable[[str], float] | None = None, alias: str | None = None,
+                  to_reference: Callable[[str | None], float] | None = None) -> Recorded:
     """The reference table's times when it was recorded for `group` (dataset, image size, profile
     name), else none; with the per-episode times of that group in `store_root`'s runs.csv over them
     (a store written on this machine is the best record of its own cells). A method's recorded build
@@ -126,10 +148,10 @@ def load_recorded(group: tuple[str, int, str], store_root: Path | None = None, r
                 rec.build_s[m] *= now / then
     runs = store_root / "runs.csv" if store_root else None
     if runs is not None and runs.is_file():
-        own = episode_seconds(runs, (*group[:2], alias)) if alias else {}
-        own.update(episode_seconds(runs, group))
-        builds = prepare_seconds(runs, (*group[:2], alias)) if alias else {}
-        builds.update(prepare_seconds(runs, group))
+        own, builds = store_times(runs, (*group[:2], alias), to_reference) if alias else ({}, {})
+        own_here, builds_here = store_times(runs, group, to_reference)
+        own.update(own_here)
+        builds.update(builds_here)
         if own:
             rec.episode_s.update(own)
             rec.source = f"{runs}'s episodes, builds from {rec.source}"
