@@ -178,7 +178,7 @@ def test_a_stores_own_cpu_class_times_are_taken_as_they_are(quick_spec, tmp_path
     monkeypatch.setattr(bench.usage, "cpu_class", lambda: "Slow CPU (AVX2)")
     n = episode_settings(quick_spec.profile).tasks
     head = "experiment,method,dataset,image_size,profile,shots,cell,metric,value,cpu\n"
-    rows = "".join(f"table3,scratch,tiny-imagenet,32,quick,10,c1,wall_s,3.0,\n" for _ in range(4))
+    rows = "".join("table3,scratch,tiny-imagenet,32,quick,10,c1,wall_s,3.0,\n" for _ in range(4))
     cell = Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": 0})
     for cpu, expected in (("Slow CPU (AVX2)", 3.0 * n), ("", 6.0 * n)):
         (tmp_path / "runs.csv").write_text(head + rows + f"table3,scratch,tiny-imagenet,32,quick,10,c1,"

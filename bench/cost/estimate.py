@@ -15,7 +15,15 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from bench.cell_env import Cell, RunSpec
-from bench.cost.model import REFERENCE, RUN_OVERHEAD_S, CellCost, calibrate, cell_costs, load_recorded, simulate
+from bench.cost.model import (
+    REFERENCE,
+    RUN_OVERHEAD_S,
+    CellCost,
+    calibrate,
+    cell_costs,
+    load_recorded,
+    simulate,
+)
 from bench.usage import usable_cores
 
 
