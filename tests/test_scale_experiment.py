@@ -42,7 +42,7 @@ def test_scale_runs_only_under_a_profile_that_asks_for_it():
         "scratch [width 0.5]": {"width": 0.5},
         "learngene-continual [width 0.5, 10 epochs]": {"width": 0.5, "collective.width": 0.5, "collective.epochs": 10},
         "learngene-continual [width 0.25, 30 epochs]": {"width": 0.25, "collective.width": 0.25, "collective.epochs": 30}}
-    assert len(cells) == 7 * 2  # two seeds
+    assert len(cells) == 7 * 4  # four seeds
     at64 = {c.params["row"] for c in scale.cells(_spec(study, 64), ["scratch", "learngene-continual"])}
     assert at64 == {"scratch [width 0.25]", "learngene-continual [width 0.25, 10 epochs]"}
     assert {c.method for c in scale.cells(_spec(study), ["scratch"])} == {"scratch"}
