@@ -22,6 +22,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -214,10 +215,13 @@ def gap_figure(g: pd.DataFrame, shots: int, path: Path, title: str) -> Path | No
     colours = dict(zip(sorted(pts["px"].unique()), sns.color_palette("colorblind", pts["px"].nunique()), strict=False))
     for px, colour in colours.items():
         ax.plot([], [], "o", color=colour, label=f"{px} px")
-    for p in pts.itertuples():
+    logs = np.log10(pts["flops"].to_numpy())
+    for i, p in enumerate(pts.itertuples()):
         ax.errorbar(p.flops, p.gap, yerr=p.gap_half, fmt="o", ms=5, capsize=3, color=colours[p.px])
+        # a label goes left of its marker when a point close to its right at about its height would overlap it
+        crowded = any(0 < logs[j] - logs[i] < 0.35 and abs(pts["gap"].iloc[j] - p.gap) < 3 for j in range(len(pts)))
         ax.annotate(f"width {p.width:g}, {p.epochs} ep/task", (p.flops, p.gap), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+                    xytext=(-6, 4) if crowded else (6, 4), ha="right" if crowded else "left", fontsize=8)
     ax.axhline(0, color="0.3", ls=":", lw=1, label="no gap (learngene = scratch)")
     ax.set_xscale("log")
     ax.margins(x=0.25)
