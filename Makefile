@@ -34,7 +34,7 @@ checks: install
 ## in the same store; the study's rows are not in --method all or checks). Report: tables/why.md.
 STUDY_METHODS := scratch,finetune,finetune-full,learngene-continual,learngene-joint,learngene-pretrained,learngene-random,learngene-random-bn,collective-ncm,ancestor-ncm-joint,ancestor-ncm-pretrained,ancestor-ncm-random,ancestor-ncm-random-bn
 ## The scale trend (bench/experiments/scale.py; tables/scale.md) follows: widths 0.125 / 0.25 / 0.5 and 3x the
-## collective epochs at 32 px, and the profile's point at 64 px (about 5 CPU-hours more: each point trains its
+## collective epochs at 32 px, and the profile's point at 64 px (measured: about 2-2.5 h on a 2-core Xeon: each point trains its
 ## own collective model).
 study: install
 	$(PY) -m bench run --profile study --experiment why --method $(STUDY_METHODS) --executor process --results-dir results $(ARGS)
