@@ -144,9 +144,10 @@ def test_progress_eta_shrinks_and_follows_the_observed_ratio(quick_spec, tmp_pat
     assert "ETA" in prog.postfix()
 
 
-def test_recorded_seconds_are_rescaled_only_on_another_cpu_class(quick_spec, tmp_path, monkeypatch):
-    """The same cloud model name ("AMD EPYC") covers AVX2-only and AVX-512 machines: the CPU class
-    compared with the record includes the vector ISA, and only a different class pays for calibration."""
+def test_recorded_seconds_are_rescaled_by_the_calibration_on_any_cpu_class(quick_spec, tmp_path, monkeypatch):
+    """The reference's seconds are scaled by this machine's calibration over the record's, on another CPU
+    class and on the record's own (hosts of one class differ in speed); the note names which it is, and
+    the CPU class includes the vector ISA (one cloud model name covers AVX2-only and AVX-512 machines)."""
     import bench.cost.estimate as estimate
     import bench.usage
     from bench.cost.estimate import CostPlan
@@ -158,11 +159,15 @@ def test_recorded_seconds_are_rescaled_only_on_another_cpu_class(quick_spec, tmp
     monkeypatch.setattr(estimate, "calibrate", lambda: calls.append(1) or 2 * ref["calibration_s"])
     monkeypatch.setattr(bench.usage, "cpu_class", lambda: ref["cpu"])
     same = CostPlan(quick_spec, cells, tmp_path)
-    assert same.scale == 1.0 and not calls and "same CPU class" in same.cpu_note
+    assert calls and same.scale == pytest.approx(2.0) and "same CPU class" in same.cpu_note
     monkeypatch.setattr(bench.usage, "cpu_class", lambda: "AMD EPYC (AVX2)")
     other = CostPlan(quick_spec, cells, tmp_path)
-    assert calls and other.scale == pytest.approx(2.0) and "x 2.00" in other.cpu_note
-    assert other.costs[id(cells[0])].episodes_s == pytest.approx(2 * same.costs[id(cells[0])].episodes_s)
+    assert len(calls) == 2 and other.scale == pytest.approx(2.0) and "x 2.00" in other.cpu_note
+    assert "AMD EPYC (AVX2)" in other.cpu_note and "same CPU class" not in other.cpu_note
+    assert other.costs[id(cells[0])].episodes_s == pytest.approx(same.costs[id(cells[0])].episodes_s)
+    monkeypatch.setattr(estimate, "calibrate", lambda: ref["calibration_s"])  # as fast as the record
+    assert CostPlan(quick_spec, cells, tmp_path).costs[id(cells[0])].episodes_s == pytest.approx(
+        same.costs[id(cells[0])].episodes_s / 2)
 
 
 def test_a_stores_own_cpu_class_times_are_taken_as_they_are(quick_spec, tmp_path, monkeypatch):
