@@ -10,7 +10,9 @@ most of a regeneration on questions already answered. A comparison counts as dec
 `DECISIVE_HALF_WIDTH` points ("no difference beyond ±1.5"). For each headline comparison (the
 headline method against every `opponent`, per shot count) this plans the smallest n that
 (a) excludes 0 with the requested power if the true gap is the stored mean (paired t-test, two-sided
-α = 0.05), or (b) reaches the half-width target at the stored SD, whichever is smaller; rows run
+α = 0.05), or (b) reaches the half-width target at the stored SD, whichever is smaller; for the
+`--precise` opponents (default: scratch, the paper's central claim, whose size a reader wants to
+know and not only its sign) whichever is larger; rows run
 whole seeds (each seed = [episodes] tasks episodes), the headline row as many as its most demanding
 comparison. The stored SD and mean are estimates, so the plan is a plan: the report states each
 row's n and whether its comparison was decided.
@@ -69,14 +71,16 @@ class Need:
     n_stored: int
     n_exclude: int
     n_half: int
+    precise: bool = False  # planned to exclude 0 *and* to reach the half-width target
 
     @property
     def n(self) -> int:
-        return min(self.n_exclude, self.n_half)
+        return max(self.n_exclude, self.n_half) if self.precise else min(self.n_exclude, self.n_half)
 
 
-def needs(df: pd.DataFrame, power: float = 0.9) -> list[Need]:
-    """Every headline comparison in `df`'s Table 3 rows, with the n each needs."""
+def needs(df: pd.DataFrame, power: float = 0.9, precise: tuple[str, ...] = ("scratch",)) -> list[Need]:
+    """Every headline comparison in `df`'s Table 3 rows, with the n each needs (`precise`: opponents
+    whose comparison must also reach the half-width target)."""
     lg, out = headline(), []
     for where, g in table3_by_shots(df):
         acc = g[g.metric == "accuracy"]
@@ -88,7 +92,7 @@ def needs(df: pd.DataFrame, power: float = 0.9) -> list[Need]:
                      - acc[acc.method == other].set_index(keys)["value"]).dropna() * 100)
             mean, sd = float(diff.mean()), float(diff.std(ddof=1))
             out.append(Need(where, other, mean, sd, len(diff), n_to_exclude_zero(mean, sd, power),
-                            n_for_half_width(sd, DECISIVE_HALF_WIDTH)))
+                            n_for_half_width(sd, DECISIVE_HALF_WIDTH), other in precise))
     return out
 
 
@@ -106,7 +110,8 @@ def row_seeds(plan: list[Need], tasks_per_seed: int, default: int = 1) -> dict[s
 
 def markdown(plan: list[Need], seeds: dict[str, int], tasks_per_seed: int, power: float) -> str:
     lines = [f"Headline comparisons ({headline()} − opponent, points), the n each needs: to exclude 0 with "
-             f"power {power:g} at the stored gap, or for a 95 % half-width ≤ {DECISIVE_HALF_WIDTH:g}; rows run "
+             f"power {power:g} at the stored gap, or for a 95 % half-width ≤ {DECISIVE_HALF_WIDTH:g} (the smaller; "
+             f"both for {', '.join(sorted({n.opponent for n in plan if n.precise})) or 'none'}); rows run "
              f"whole seeds of {tasks_per_seed} episodes.", "",
              "| where | opponent | stored gap | paired SD | stored n | n to exclude 0 | n for ±1.5 | planned n |",
              "|---|---|---|---|---|---|---|---|"]
@@ -125,13 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", type=Path, default=Path("results"))
     ap.add_argument("--power", type=float, default=0.9, help="probability of excluding 0 at the stored gap")
     ap.add_argument("--tasks-per-seed", type=int, default=25, help="episodes per seed ([episodes] tasks)")
+    ap.add_argument("--precise", default="scratch",
+                    help="comma-separated opponents planned for the half-width target as well as for "
+                         "excluding 0 (default: scratch; '' for none)")
     ap.add_argument("--out", type=Path, help="also write the plan to this markdown file")
     args = ap.parse_args(argv)
     try:
         if not 0 < args.power < 1:
             raise UsageError(f"--power must be between 0 and 1, got {args.power}")
+        precise = tuple(m for m in args.precise.split(",") if m)
+        unknown = set(precise) - set(headline_opponents())
+        if unknown:
+            raise UsageError(f"--precise names no headline opponent: {', '.join(sorted(unknown))}; "
+                             f"choose from {', '.join(headline_opponents())}")
         df = merged(args.results_dir) if args.results_dir.exists() else pd.DataFrame()
-        plan = needs(df, args.power) if not df.empty else []
+        plan = needs(df, args.power, precise) if not df.empty else []
         if not plan:
             raise UsageError(f"no Table 3 rows with {headline()} and an opponent in {args.results_dir}; "
                              "run `python -m bench run --experiment table3` first")

@@ -80,6 +80,16 @@ def test_power_plan_sizes_rows_by_their_hardest_comparison(monkeypatch):
     assert seeds == {"learngene": 3, "fomaml": 3}  # protonet keeps the default single seed
 
 
+def test_a_precise_comparison_is_planned_for_its_half_width_even_when_its_sign_is_settled():
+    """Learngene - scratch excludes 0 in 8 episodes but needs 74 for a half-width of 1.5 at SD 6.5: a
+    precise opponent gets the larger n (3 seeds of 25), any other the smaller."""
+    loose = power.Need("x, 20-shot", "scratch", -7.8, 6.46, 100, 10, 74)
+    assert loose.n == 10
+    tight = power.Need("x, 20-shot", "scratch", -7.8, 6.46, 100, 10, 74, precise=True)
+    assert tight.n == 74 and power.row_seeds([tight], tasks_per_seed=25) == {"learngene": 3, "scratch": 3}
+    assert power.main(["--precise", "scratchh", "--results-dir", "results"]) == 2
+
+
 def test_power_plan_reads_paired_episodes():
     """Stored paired accuracies become a plan: the gap and SD are those of the paired differences."""
     rows = []
