@@ -169,7 +169,7 @@ class CostPlan:
         self.alias = equivalent_profile(spec.profile)
         cpu = cpu_class()
         ref = json.loads(REFERENCE.read_text())
-        self.scale, self.cpu_note = 1.0, "no calibration (no CPU record)"
+        self.scale, self.cpu_note = 1.0, "no calibration (not a CPU run, or the record has no calibration time)"
         # Calibrated on the record's CPU class too: two 2-core "AMD EPYC (AVX512)" hosts ran the workload in
         # 0.82 s and 0.69 s, and the uncalibrated start estimate of `make run` on the faster was +39 %.
         if spec.device == "cpu" and ref.get("calibration_s"):
