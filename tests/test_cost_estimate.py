@@ -179,6 +179,53 @@ def test_recorded_seconds_are_rescaled_by_the_calibration_on_any_cpu_class(quick
         same.costs[id(cells[0])].episodes_s / 2)
 
 
+def test_cpu_share_sees_a_competing_process_on_the_same_core():
+    """The busy-machine probe reads about one core's share when alone and about half of one when another
+    busy process shares its core: a calibration taken then would time the contention, not the CPU."""
+    import multiprocessing as mp
+    import os
+
+    from bench.cost.model import cpu_share
+
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    os.sched_setaffinity(0, {core})
+    try:
+        alone = cpu_share(0.3)
+        rival = mp.get_context("fork").Process(target=_spin, args=(3.0,))
+        rival.start()  # inherits the one-core affinity
+        try:
+            shared = cpu_share(0.5)
+        finally:
+            rival.terminate()
+            rival.join()
+    finally:
+        os.sched_setaffinity(0, before)
+    assert 0 < alone <= 1.05 and shared < 0.8 * alone  # relative: robust to other load on that core
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_a_busy_machine_is_named_in_the_estimate(quick_spec, tmp_path, monkeypatch):
+    """An estimate calibrated while the process got a fraction of a core says so, and how to get the
+    idle machine's; an idle calibration adds no warning."""
+    import bench.cost.estimate as estimate
+    from bench.cost.estimate import CostPlan
+
+    cells = [Cell("table3", "scratch", {"pool": "novel", "shots": 10, "seed": 0})]
+    monkeypatch.setattr(estimate, "cpu_share", lambda: 0.3)
+    note = CostPlan(quick_spec, cells, tmp_path).cpu_note
+    assert "WARNING: this machine is busy" in note and "30% of a core" in note and "--dry-run" in note
+    monkeypatch.setattr(estimate, "cpu_share", lambda: 0.99)
+    assert "busy" not in CostPlan(quick_spec, cells, tmp_path).cpu_note
+
+
 def test_a_stores_own_cpu_class_times_are_taken_as_they_are(quick_spec, tmp_path, monkeypatch):
     """Times a store recorded on this CPU class (its cells' preparation rows name it) predict this
     machine's as they are; the reference's, and a store's of an unnamed CPU, are scaled by the calibration."""

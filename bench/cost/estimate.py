@@ -21,6 +21,7 @@ from bench.cost.model import (
     CellCost,
     calibrate,
     cell_costs,
+    cpu_share,
     load_recorded,
     simulate,
 )
@@ -156,6 +157,10 @@ def _cost_ratio(spec: RunSpec) -> Callable[[Cell, Cell], tuple[float, float | No
     return ratio
 
 
+#: Below this share of a core (CPU over wall seconds of a busy loop) the calibration measured contention.
+BUSY_SHARE = 0.8
+
+
 class CostPlan:
     """Predicted costs of a list of cells on this machine, and what they rest on."""
 
@@ -179,6 +184,11 @@ class CostPlan:
             self.cpu_note = (f"{same} the record's {ref['cpu']}: recorded seconds x {self.scale:.2f} "
                              f"(calibration workload {now:.2f} s here, {ref['calibration_s']:.2f} s there; "
                              "a store's cells recorded on this CPU class are taken as they are)")
+            share = cpu_share()
+            if share < BUSY_SHARE:
+                self.cpu_note += (f"; WARNING: this machine is busy (this process got {share:.0%} of a core "
+                                  "while calibrating), so the estimate assumes that load lasts: for the "
+                                  "idle machine's estimate, run --dry-run when nothing else is running")
 
         def to_reference(recorded_on: str | None) -> float:
             """A store cell's seconds in the reference CPU's: those of this CPU class are divided by the
