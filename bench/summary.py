@@ -149,7 +149,8 @@ def _estimate(run: dict) -> str:
     est, wall = run.get("estimated_s"), run.get("wall_s")
     if not est or not wall:
         return "not recorded"
-    return f"{est:.0f} s ({(est - wall) / wall:+.0%})"
+    err = (est - wall) / wall
+    return f"{est:.0f} s ({err:+.1%})" if abs(err) < 0.1 else f"{est:.0f} s ({err:+.0%})"  # never "-0%"
 
 
 def write_summary(df: pd.DataFrame, ctx: ReportContext) -> Path:

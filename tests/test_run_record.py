@@ -24,4 +24,5 @@ def test_run_record_has_cpu_use_and_peak_memory(tmp_path, capsys):
     from bench.summary import _estimate
 
     assert _estimate({"estimated_s": 125.0, "wall_s": 100.0}) == "125 s (+25%)"
+    assert _estimate({"estimated_s": 2492.3, "wall_s": 2493.7}) == "2492 s (-0.1%)"  # small errors keep a digit
     assert _estimate({"wall_s": 100.0}) == "not recorded"
