@@ -192,7 +192,7 @@ def test_cpu_share_sees_a_competing_process_on_the_same_core():
     os.sched_setaffinity(0, {core})
     try:
         alone = cpu_share(0.3)
-        rival = mp.get_context("fork").Process(target=_spin, args=(3.0,))
+        rival = mp.get_context("fork").Process(target=cpu_share, args=(3.0,))  # the same busy loop
         rival.start()  # inherits the one-core affinity
         try:
             shared = cpu_share(0.5)
@@ -202,14 +202,6 @@ def test_cpu_share_sees_a_competing_process_on_the_same_core():
     finally:
         os.sched_setaffinity(0, before)
     assert 0 < alone <= 1.05 and shared < 0.8 * alone  # relative: robust to other load on that core
-
-
-def _spin(seconds: float) -> None:
-    import time
-
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
 
 
 def test_a_busy_machine_is_named_in_the_estimate(quick_spec, tmp_path, monkeypatch):
